@@ -1,0 +1,82 @@
+"""actionlinks: signed, short-lived, single-purpose, one-time action links.
+
+The facade re-exports the library's public names; the web app and the CLI are
+imported from their own modules (``actionlinks.web``, ``actionlinks.cli``).
+"""
+
+from importlib.metadata import PackageNotFoundError as _PackageNotFoundError
+from importlib.metadata import version as _version
+
+from actionlinks.actions import (
+    DEFAULT_ACTIONS,
+    Action,
+    ActionRegistry,
+    Link,
+    Redemption,
+)
+from actionlinks.clock import Clock, SystemClock
+from actionlinks.errors import (
+    ActionLinksError,
+    ConfigurationError,
+    HandlerError,
+    InvalidSignatureError,
+    KeyFileError,
+    LedgerUnavailableError,
+    MalformedTokenError,
+    StateChangedError,
+    TokenAlreadyUsedError,
+    TokenError,
+    TokenExpiredError,
+    TokenNotYetValidError,
+    TokenRevokedError,
+    WrongPurposeError,
+)
+from actionlinks.keys import KeyRing, SigningKey
+from actionlinks.ledger import Ledger, LedgerEntry, MemoryLedger
+from actionlinks.tokens import (
+    ActionClaims,
+    MintedToken,
+    Purpose,
+    TokenIssuer,
+    TokenKind,
+)
+
+try:
+    __version__ = _version("actionlinks")
+except _PackageNotFoundError:  # pragma: no cover - running from a bare checkout
+    __version__ = "0.0.0"
+
+__all__ = [
+    "DEFAULT_ACTIONS",
+    "Action",
+    "ActionClaims",
+    "ActionLinksError",
+    "ActionRegistry",
+    "Clock",
+    "ConfigurationError",
+    "HandlerError",
+    "InvalidSignatureError",
+    "KeyFileError",
+    "KeyRing",
+    "Ledger",
+    "LedgerEntry",
+    "LedgerUnavailableError",
+    "Link",
+    "MalformedTokenError",
+    "MemoryLedger",
+    "MintedToken",
+    "Purpose",
+    "Redemption",
+    "SigningKey",
+    "StateChangedError",
+    "SystemClock",
+    "TokenAlreadyUsedError",
+    "TokenError",
+    "TokenExpiredError",
+    "TokenIssuer",
+    "TokenKind",
+    "TokenNotYetValidError",
+    "TokenRevokedError",
+    "WrongPurposeError",
+    "__version__",
+]

@@ -1,0 +1,5 @@
+"""``python -m actionlinks`` runs the CLI."""
+
+from actionlinks.cli import main
+
+main()

@@ -1,0 +1,266 @@
+"""The ``actionlinks`` command: argument parsing only; the library does the work.
+
+Exit codes: 0 success; 1 a token was rejected; 2 usage or configuration error;
+3 the ledger database is unavailable. Errors are one line on stderr, never a
+traceback, and never contain a token or a secret.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import sys
+from datetime import UTC
+from typing import TYPE_CHECKING, Any, NoReturn
+
+from actionlinks.actions import token_from
+from actionlinks.clock import SystemClock
+from actionlinks.errors import (
+    ActionLinksError,
+    ConfigurationError,
+    LedgerUnavailableError,
+    TokenError,
+)
+from actionlinks.keys import ALGORITHMS, load_keyring, parse_algorithm
+from actionlinks.service import Service, initialize, replace_keys
+from actionlinks.settings import Settings, parse_duration
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping, Sequence
+    from datetime import datetime
+
+    from actionlinks.clock import Clock
+    from actionlinks.tokens import ActionClaims
+
+EXIT_REJECTED = 1
+EXIT_USAGE = 2
+EXIT_UNAVAILABLE = 3
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        self.print_usage(sys.stderr)
+        self.exit(EXIT_USAGE, f"actionlinks: error: {message}\n")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="actionlinks",
+        description="Signed, single-purpose, one-time action links. "
+        "Reads its home directory from ACTIONLINKS_HOME (default: here).",
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    commands.add_parser("init", help="create the config and keys in the home dir")
+
+    mint = commands.add_parser("mint", help="mint a link and print its URL")
+    mint.add_argument("action", metavar="ACTION")
+    mint.add_argument("--sub", required=True, metavar="SUBJECT")
+    mint.add_argument("--ttl", type=_duration, metavar="DURATION", help="e.g. 15m")
+    mint.add_argument("--data", type=_json_object, metavar="JSON")
+    mint.add_argument("--state", metavar="FINGERPRINT", help="bind to this state")
+    mint.add_argument("--alg", type=_algorithm, choices=ALGORITHMS)
+    mint.add_argument("--json", action="store_true", help="print one JSON object")
+
+    verify = commands.add_parser("verify", help="check a link without using it")
+    verify.add_argument("token", metavar="TOKEN_OR_URL")
+    verify.add_argument("--action", metavar="ACTION")
+    verify.add_argument("--state", metavar="FINGERPRINT")
+    verify.add_argument("--json", action="store_true")
+
+    revoke = commands.add_parser("revoke", help="revoke a link or a subject's links")
+    target = revoke.add_mutually_exclusive_group(required=True)
+    target.add_argument("--jti", metavar="TOKEN_ID")
+    target.add_argument("--sub", metavar="SUBJECT")
+    revoke.add_argument("--action", metavar="ACTION", help="with --sub: only these")
+
+    keys = commands.add_parser("keys", help="list, rotate, retire or export keys")
+    key_commands = keys.add_subparsers(dest="keys_command", required=True)
+    listing = key_commands.add_parser("list", help="list the keys")
+    listing.add_argument("--json", action="store_true")
+    rotate = key_commands.add_parser("rotate", help="add a new signing key")
+    rotate.add_argument("--alg", type=_algorithm, choices=ALGORITHMS, default="HS256")
+    retire = key_commands.add_parser("retire", help="remove a verify-only key")
+    retire.add_argument("kid", metavar="KID")
+    key_commands.add_parser("jwks", help="print the public JWK Set")
+    return parser
+
+
+def _duration(text: str) -> object:
+    try:
+        return parse_duration(text)
+    except ConfigurationError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from exc
+
+
+def _algorithm(text: str) -> str:
+    try:
+        return parse_algorithm(text)
+    except ConfigurationError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from exc
+
+
+def _json_object(text: str) -> dict[str, Any]:
+    try:
+        value = json.loads(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError("--data must be a JSON object") from exc
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError("--data must be a JSON object")
+    return value
+
+
+def _iso(instant: datetime) -> str:
+    return instant.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def _claims_json(claims: ActionClaims) -> dict[str, Any]:
+    return {
+        "action": claims.action,
+        "sub": claims.subject,
+        "jti": claims.token_id,
+        "issued_at": _iso(claims.issued_at),
+        "expires_at": _iso(claims.expires_at),
+        "iss": claims.issuer,
+        "kid": claims.key_id,
+        "alg": claims.algorithm,
+        "data": claims.data,
+        "state_bound": claims.is_state_bound,
+    }
+
+
+def _print_json(value: object) -> None:
+    print(json.dumps(value, indent=2, sort_keys=True))
+
+
+async def _mint(service: Service, args: argparse.Namespace) -> int:
+    link = await service.registry.mint(
+        args.action,
+        subject=args.sub,
+        ttl=args.ttl,
+        data=args.data,
+        state=args.state,
+        algorithm=args.alg,
+    )
+    if args.json:
+        _print_json({"url": link.url, "token": link.token, **_claims_json(link.claims)})
+    else:
+        print(link.url)
+    return 0
+
+
+async def _verify(service: Service, args: argparse.Namespace) -> int:
+    claims = await service.registry.check(
+        token_from(args.token),
+        action=args.action,
+        state=args.state,
+        ignore_state=args.state is None,
+    )
+    if args.json:
+        _print_json({"valid": True, **_claims_json(claims)})
+    else:
+        note = (
+            " (state not checked)" if claims.is_state_bound and not args.state else ""
+        )
+        print(
+            f"valid: {claims.action} for {claims.subject}, expires "
+            f"{_iso(claims.expires_at)}, jti {claims.token_id}{note}"
+        )
+    return 0
+
+
+async def _revoke(service: Service, args: argparse.Namespace) -> int:
+    if args.jti is not None:
+        if args.action is not None:
+            raise ConfigurationError("--action goes with --sub, not --jti")
+        await service.registry.revoke(args.jti)
+        print(f"revoked link {args.jti}")
+    else:
+        await service.registry.revoke_subject(args.sub, action=args.action)
+        scope = f"{args.action} links" if args.action else "links"
+        print(f"revoked every {scope} of {args.sub} issued before now")
+    return 0
+
+
+def _keys(settings: Settings, clock: Clock, args: argparse.Namespace) -> int:
+    ring = load_keyring(settings.keys_path)
+    if args.keys_command == "list":
+        rows = [
+            {
+                "kid": key.key_id,
+                "alg": key.algorithm,
+                "status": key.status,
+                "created": _iso(key.created_at),
+            }
+            for key in ring
+        ]
+        if args.json:
+            _print_json(rows)
+        else:
+            for row in rows:
+                print("  ".join((row["kid"], f"{row['alg']:<5}", row["status"])))
+    elif args.keys_command == "rotate":
+        rotated = ring.rotated(args.alg, created_at=clock.now())
+        replace_keys(settings, rotated)
+        new = rotated.signing_key(args.alg)
+        print(f"new {args.alg} signing key {new.key_id}; older ones still verify")
+    elif args.keys_command == "retire":
+        replace_keys(settings, ring.retired(args.kid))
+        print(f"retired key {args.kid}; links it signed no longer verify")
+    else:
+        _print_json(ring.jwks())
+    return 0
+
+
+def _init(settings: Settings, clock: Clock) -> int:
+    created = initialize(settings, clock=clock)
+    if created:
+        for path in created:
+            print(f"created {path}")
+        print("next: actionlinks mint password-reset --sub user:42")
+    else:
+        print(f"already initialised in {settings.home}; nothing changed")
+    return 0
+
+
+async def _with_service(
+    settings: Settings, clock: Clock, args: argparse.Namespace
+) -> int:
+    async with Service.open(settings, clock=clock) as service:
+        if args.command == "mint":
+            return await _mint(service, args)
+        if args.command == "verify":
+            return await _verify(service, args)
+        return await _revoke(service, args)
+
+
+def run(argv: Sequence[str], env: Mapping[str, str]) -> int:
+    """Run the command line ``argv`` with environment ``env``; return the exit code."""
+    args = _parser().parse_args(argv)
+    clock = SystemClock()
+    try:
+        settings = Settings.from_env(env)
+        if args.command == "init":
+            return _init(settings, clock)
+        if args.command == "keys":
+            return _keys(settings, clock, args)
+        return asyncio.run(_with_service(settings, clock, args))
+    except TokenError as exc:
+        print(f"actionlinks: rejected: {exc}", file=sys.stderr)
+        return EXIT_REJECTED
+    except LedgerUnavailableError as exc:
+        print(f"actionlinks: unavailable: {exc}", file=sys.stderr)
+        return EXIT_UNAVAILABLE
+    except ActionLinksError as exc:
+        print(f"actionlinks: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+
+
+def main() -> NoReturn:
+    """Entry point of the ``actionlinks`` console script."""
+    try:
+        code = run(sys.argv[1:], os.environ)
+    except KeyboardInterrupt:
+        code = 130
+    sys.exit(code)

@@ -1,0 +1,152 @@
+"""The one-time-use ledger: atomic consumption, release, and revocation.
+
+A :class:`Ledger` records which token ids were used or revoked, and which
+subjects had all their earlier tokens revoked. ``consume`` is a single atomic
+check-and-set, so exactly one of any number of concurrent calls for one token
+id returns ``True``. A store failure raises
+:class:`~actionlinks.errors.LedgerUnavailableError`, never "unused".
+
+Backends: :class:`MemoryLedger` here (one process, for tests), and
+:class:`actionlinks.ledgers.sqlite.SqliteLedger`, the embedded default.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Literal, Protocol, TypeAlias
+
+if TYPE_CHECKING:
+    from datetime import datetime
+
+    from actionlinks.clock import Clock
+
+UseState: TypeAlias = Literal["used", "revoked"]
+ALL_ACTIONS = ""
+"""The action key of a revocation that covers every action of a subject."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LedgerEntry:
+    """What the ledger knows about one token id."""
+
+    token_id: str
+    state: UseState
+    at: datetime
+    expires_at: datetime
+
+
+class Ledger(Protocol):
+    """Where one-time uses and revocations are recorded."""
+
+    async def consume(self, token_id: str, *, expires_at: datetime) -> bool:
+        """Atomically mark ``token_id`` used; ``True`` only for the first caller.
+
+        A revoked token id cannot be consumed. The entry may be purged after
+        ``expires_at``.
+        """
+        ...
+
+    async def release(self, token_id: str) -> None:
+        """Undo a use whose handler failed (never undoes a revocation)."""
+        ...
+
+    async def lookup(self, token_id: str) -> LedgerEntry | None:
+        """The entry for ``token_id``, if it was used or revoked."""
+        ...
+
+    async def revoke(self, token_id: str, *, expires_at: datetime) -> None:
+        """Revoke one token id (a used one stays recorded as used)."""
+        ...
+
+    async def revoke_subject(
+        self, subject: str, *, action: str, before: datetime, until: datetime
+    ) -> None:
+        """Revoke the tokens of ``subject`` issued before ``before``.
+
+        Args:
+            subject: whose tokens.
+            action: one action's name, or :data:`ALL_ACTIONS`.
+            before: tokens issued earlier than this instant are revoked.
+            until: when the record may be purged (no earlier token outlives it).
+        """
+        ...
+
+    async def is_subject_revoked(
+        self, subject: str, *, action: str, issued_at: datetime
+    ) -> bool:
+        """Whether a token of ``subject`` for ``action`` issued then is revoked."""
+        ...
+
+
+class MemoryLedger:
+    """A ledger in this process's memory, for tests and single-process use."""
+
+    __slots__ = ("_clock", "_entries", "_revocations")
+
+    def __init__(self, *, clock: Clock) -> None:
+        """Start empty; ``clock`` stamps uses and drives purging."""
+        self._clock = clock
+        self._entries: dict[str, LedgerEntry] = {}
+        self._revocations: dict[tuple[str, str], tuple[datetime, datetime]] = {}
+
+    def __repr__(self) -> str:
+        """Count the entries."""
+        return f"MemoryLedger(entries={len(self._entries)})"
+
+    def _purge(self) -> None:
+        now = self._clock.now()
+        for token_id in [k for k, v in self._entries.items() if v.expires_at < now]:
+            del self._entries[token_id]
+        for key in [k for k, (_, until) in self._revocations.items() if until < now]:
+            del self._revocations[key]
+
+    async def consume(self, token_id: str, *, expires_at: datetime) -> bool:
+        """Mark ``token_id`` used; ``True`` only the first time."""
+        self._purge()
+        if token_id in self._entries:
+            return False
+        self._entries[token_id] = LedgerEntry(
+            token_id=token_id, state="used", at=self._clock.now(), expires_at=expires_at
+        )
+        return True
+
+    async def release(self, token_id: str) -> None:
+        """Forget a use (not a revocation)."""
+        entry = self._entries.get(token_id)
+        if entry is not None and entry.state == "used":
+            del self._entries[token_id]
+
+    async def lookup(self, token_id: str) -> LedgerEntry | None:
+        """The entry for ``token_id``, if any."""
+        return self._entries.get(token_id)
+
+    async def revoke(self, token_id: str, *, expires_at: datetime) -> None:
+        """Revoke ``token_id`` unless it was already used."""
+        self._entries.setdefault(
+            token_id,
+            LedgerEntry(
+                token_id=token_id,
+                state="revoked",
+                at=self._clock.now(),
+                expires_at=expires_at,
+            ),
+        )
+
+    async def revoke_subject(
+        self, subject: str, *, action: str, before: datetime, until: datetime
+    ) -> None:
+        """Revoke the subject's tokens issued before ``before``."""
+        old = self._revocations.get((subject, action))
+        if old is not None:
+            before, until = max(before, old[0]), max(until, old[1])
+        self._revocations[subject, action] = (before, until)
+
+    async def is_subject_revoked(
+        self, subject: str, *, action: str, issued_at: datetime
+    ) -> bool:
+        """Whether a revocation of the subject covers this token."""
+        for key in ((subject, action), (subject, ALL_ACTIONS)):
+            found = self._revocations.get(key)
+            if found is not None and issued_at < found[0]:
+                return True
+        return False

@@ -1,0 +1,1 @@
+"""Optional ledger backends; each lives in its own module."""

@@ -1,0 +1,131 @@
+"""The composition root: a home directory's settings, keys, ledger and actions.
+
+The CLI and the web app build one :class:`Service` from :class:`Settings` and
+pass its parts down; nothing below this module reads files or settings.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Self
+
+from actionlinks.actions import ActionRegistry
+from actionlinks.errors import ConfigurationError, KeyFileError
+from actionlinks.keys import KeyRing, load_keyring, save_keyring
+from actionlinks.ledgers.sqlite import SqliteLedger
+from actionlinks.settings import default_config
+from actionlinks.tokens import TokenIssuer
+
+if TYPE_CHECKING:
+    from pathlib import Path
+    from types import TracebackType
+
+    from actionlinks.clock import Clock
+    from actionlinks.settings import Settings
+
+
+def initialize(settings: Settings, *, clock: Clock) -> list[Path]:
+    """Create the config and keys files in the home directory, never overwriting.
+
+    Returns:
+        The files created; empty when everything was already there.
+
+    Raises:
+        ConfigurationError: the home directory cannot be created or written.
+    """
+    created: list[Path] = []
+    try:
+        settings.home.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigurationError(f"cannot create {settings.home}: {exc}") from exc
+    config = settings.config_path
+    try:
+        with config.open("x", encoding="utf-8") as handle:
+            handle.write(default_config(settings.base_url))
+        created.append(config)
+    except FileExistsError:
+        pass
+    except OSError as exc:
+        raise ConfigurationError(f"cannot write {config}: {exc}") from exc
+    if not settings.keys_path.exists():
+        ring = KeyRing.generate(created_at=clock.now())
+        try:
+            save_keyring(ring, settings.keys_path)
+            created.append(settings.keys_path)
+        except KeyFileError:
+            if not settings.keys_path.exists():  # pragma: no cover - disk errors
+                raise
+    return created
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Service:
+    """Everything a running actionlinks needs, built from settings."""
+
+    settings: Settings
+    clock: Clock
+    keys: KeyRing
+    issuer: TokenIssuer
+    ledger: SqliteLedger
+    registry: ActionRegistry
+
+    @classmethod
+    def open(cls, settings: Settings, *, clock: Clock) -> Self:
+        """Load the keys and open the database of ``settings``.
+
+        Raises:
+            KeyFileError: the keys file is missing or unsafe.
+            ConfigurationError: an unsupported database or ledger URL.
+            LedgerUnavailableError: the database cannot be opened.
+        """
+        if settings.ledger_url is not None:
+            raise ConfigurationError(
+                "ACTIONLINKS_LEDGER_URL is not supported by this version; "
+                "the ledger lives in the database"
+            )
+        keys = load_keyring(settings.keys_path)
+        issuer = TokenIssuer(
+            keys, issuer=settings.issuer, clock=clock, leeway=settings.leeway
+        )
+        ledger = SqliteLedger(settings.sqlite_path, clock=clock)
+        registry = ActionRegistry(
+            issuer,
+            ledger=ledger,
+            base_url=settings.base_url,
+            clock=clock,
+            actions=settings.actions,
+        )
+        return cls(
+            settings=settings,
+            clock=clock,
+            keys=keys,
+            issuer=issuer,
+            ledger=ledger,
+            registry=registry,
+        )
+
+    def close(self) -> None:
+        """Close the database."""
+        self.ledger.close()
+
+    async def __aenter__(self) -> Self:
+        """Use the service as an async context manager that closes it."""
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        """Close the database."""
+        self.close()
+
+
+def replace_keys(settings: Settings, ring: KeyRing) -> None:
+    """Write a rotated or retired ring over the keys file (mode 0600).
+
+    Raises:
+        KeyFileError: the file cannot be written.
+    """
+    save_keyring(ring, settings.keys_path, replace=True)

@@ -1,0 +1,197 @@
+"""Keys, the key ring and the keys file (actionlinks.keys)."""
+
+from __future__ import annotations
+
+import json
+import stat
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from support import unb64
+
+from actionlinks.errors import ConfigurationError, InvalidSignatureError, KeyFileError
+from actionlinks.keys import KeyRing, SigningKey, load_keyring, save_keyring
+from actionlinks.testing import FrozenClock
+from actionlinks.tokens import Purpose, TokenIssuer
+
+NOW = datetime(2026, 3, 1, tzinfo=UTC)
+RESET = Purpose(
+    name="password-reset", ttl=timedelta(minutes=30), max_ttl=timedelta(hours=2)
+)
+
+
+def test_short_hmac_secret_is_refused():
+    """HS256 secrets under 32 bytes never make a key, and the message says why."""
+    with pytest.raises(ConfigurationError, match="31 bytes is too short"):
+        SigningKey.from_secret(b"x" * 31, key_id="k", created_at=NOW)
+    assert SigningKey.from_secret(b"x" * 32, key_id="k", created_at=NOW).key_id == "k"
+
+
+def test_short_hmac_secret_in_the_keys_file_is_refused(tmp_path):
+    """A keys file with a 16-byte oct key does not load."""
+    path = tmp_path / "keys.json"
+    path.write_text(
+        json.dumps(
+            {
+                "keys": [
+                    {
+                        "kty": "oct",
+                        "kid": "k",
+                        "alg": "HS256",
+                        "k": "AAAAAAAAAAAAAAAAAAAAAA",
+                    }
+                ]
+            }
+        )
+    )
+    path.chmod(0o600)
+    with pytest.raises(KeyFileError, match="too short"):
+        load_keyring(path)
+
+
+def test_new_ring_has_one_active_key_per_algorithm():
+    """generate() makes an HS256, an EdDSA and an ES256 signer, each with a kid."""
+    ring = KeyRing.generate(created_at=NOW)
+    assert sorted(k.algorithm for k in ring) == ["ES256", "EdDSA", "HS256"]
+    assert all(k.is_active and k.key_id for k in ring)
+    assert len({k.key_id for k in ring}) == 3
+
+
+def test_keys_file_round_trips_with_mode_0600(tmp_path):
+    """The ring is saved as a private JWK Set readable only by its owner."""
+    ring = KeyRing.generate(created_at=NOW)
+    path = tmp_path / "keys.json"
+    save_keyring(ring, path)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    loaded = load_keyring(path)
+    assert [k.to_private_jwk() for k in loaded] == [k.to_private_jwk() for k in ring]
+    assert {"keys"} == set(json.loads(path.read_text()))
+
+
+def test_keys_file_is_never_overwritten_silently(tmp_path):
+    """Saving without replace=True over an existing file fails and leaves it intact."""
+    path = tmp_path / "keys.json"
+    save_keyring(KeyRing.generate(created_at=NOW), path)
+    before = path.read_bytes()
+    with pytest.raises(KeyFileError, match="already exists"):
+        save_keyring(KeyRing.generate(created_at=NOW), path)
+    assert path.read_bytes() == before
+    assert [p.name for p in tmp_path.iterdir()] == ["keys.json"]
+
+
+def test_keys_file_readable_by_others_is_refused(tmp_path):
+    """Like ssh, a keys file open to group or others is refused."""
+    path = tmp_path / "keys.json"
+    save_keyring(KeyRing.generate(created_at=NOW), path)
+    path.chmod(0o644)
+    with pytest.raises(KeyFileError, match="chmod 600"):
+        load_keyring(path)
+
+
+@pytest.mark.parametrize(
+    "content",
+    [
+        b"not json",
+        b"[]",
+        b'{"keys": {}}',
+        b'{"keys": [1]}',
+        b'{"keys": [{"kty": "oct", "alg": "HS256"}]}',
+        b'{"keys": [{"kty": "oct", "kid": "a", "alg": "RS256", "k": "AA"}]}',
+        b'{"keys": [{"kty": "EC", "kid": "a", "alg": "HS256", "k": "AA"}]}',
+        (
+            b'{"keys": [{"kty": "OKP", "kid": "a", "alg": "EdDSA", "crv": "Ed25519", '
+            b'"x": "AA"}]}'
+        ),
+        (
+            b'{"keys": [{"kty": "OKP", "kid": "a", "alg": "EdDSA", "crv": "Ed25519", '
+            b'"x": "!", "d": "!"}]}'
+        ),
+        b'{"keys": [{"kty": "oct", "kid": "a", "alg": "HS256", "k": "%%%"}]}',
+        b"\xff\xfe",
+    ],
+)
+def test_malformed_keys_files_raise_key_file_errors(tmp_path, content):
+    """Every malformed keys file gives a KeyFileError, never a library error."""
+    path = tmp_path / "keys.json"
+    path.write_bytes(content)
+    path.chmod(0o600)
+    with pytest.raises(KeyFileError):
+        load_keyring(path)
+
+
+def test_missing_keys_file_says_to_run_init(tmp_path):
+    """A missing file points at 'actionlinks init'."""
+    with pytest.raises(KeyFileError, match="actionlinks init"):
+        load_keyring(tmp_path / "keys.json")
+
+
+def test_jwks_exports_public_keys_only():
+    """The JWKS has the EdDSA and ES256 public keys, no HMAC key, no private parts."""
+    ring = KeyRing.generate(created_at=NOW)
+    jwks = ring.jwks()
+    assert sorted(k["alg"] for k in jwks["keys"]) == ["ES256", "EdDSA"]
+    for jwk in jwks["keys"]:
+        assert "d" not in jwk
+        assert "k" not in jwk
+        assert jwk["use"] == "sig"
+        assert jwk["kid"] == ring.signing_key(jwk["alg"]).key_id
+
+
+def test_key_repr_never_shows_the_secret():
+    """Neither the secret nor the private scalar appears in a repr."""
+    ring = KeyRing.generate(created_at=NOW)
+    for key in ring:
+        private = key.to_private_jwk()
+        secret = private.get("k") or private["d"]
+        assert secret not in repr(key)
+        assert secret not in repr(ring)
+        assert str(unb64(secret)) not in repr(key)
+
+
+def test_rotated_ring_signs_with_the_new_key_and_verifies_old_tokens():
+    """After rotation, new tokens use the new kid and old tokens still verify."""
+    clock = FrozenClock(NOW)
+    ring = KeyRing.generate(created_at=NOW)
+    old = TokenIssuer(ring, issuer="https://x.test", clock=clock).mint(
+        RESET, subject="u"
+    )
+    rotated = ring.rotated("HS256", created_at=NOW)
+    issuer = TokenIssuer(rotated, issuer="https://x.test", clock=clock)
+    new = issuer.mint(RESET, subject="u")
+    assert new.claims.key_id != old.claims.key_id
+    assert issuer.verify(old.token, RESET).key_id == old.claims.key_id
+    assert rotated.get(old.claims.key_id).status == "retiring"
+    retired = TokenIssuer(
+        rotated.retired(old.claims.key_id), issuer="https://x.test", clock=clock
+    )
+    with pytest.raises(InvalidSignatureError):
+        retired.verify(old.token, RESET)
+    assert retired.verify(new.token, RESET)
+
+
+def test_active_key_cannot_be_retired():
+    """Retiring the only signer of an algorithm is refused: rotate first."""
+    ring = KeyRing.generate(created_at=NOW)
+    with pytest.raises(ConfigurationError, match="rotate first"):
+        ring.retired(ring.signing_key("HS256").key_id)
+    with pytest.raises(ConfigurationError, match="no key"):
+        ring.retired("nope")
+
+
+def test_ring_refuses_duplicate_kids_and_two_active_signers():
+    """A ring's kids are unique and each algorithm has at most one signer."""
+    a = SigningKey.generate("HS256", created_at=NOW, key_id="a")
+    b = SigningKey.generate("HS256", created_at=NOW, key_id="a")
+    with pytest.raises(ConfigurationError, match="duplicate"):
+        KeyRing((a, b.with_status("retiring")))
+    c = SigningKey.generate("HS256", created_at=NOW, key_id="c")
+    with pytest.raises(ConfigurationError, match="more than one active"):
+        KeyRing((a, c))
+
+
+def test_issuer_without_a_signer_for_its_algorithm_fails_at_construction():
+    """A ring with no active HS256 key cannot back an HS256 issuer."""
+    ring = KeyRing((SigningKey.generate("EdDSA", created_at=NOW),))
+    with pytest.raises(ConfigurationError, match="no active HS256"):
+        TokenIssuer(ring, issuer="https://x.test")
+    assert TokenIssuer(ring, issuer="https://x.test", algorithm="EdDSA")
