@@ -29,6 +29,8 @@ from actionlinks.errors import (
     TokenExpiredError,
     TokenNotYetValidError,
     TokenRevokedError,
+    WebhookDeliveryError,
+    WebhookError,
     WrongPurposeError,
 )
 from actionlinks.keys import KeyRing, SigningKey
@@ -77,6 +79,8 @@ __all__ = [
     "TokenKind",
     "TokenNotYetValidError",
     "TokenRevokedError",
+    "WebhookDeliveryError",
+    "WebhookError",
     "WrongPurposeError",
     "__version__",
 ]

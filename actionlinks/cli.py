@@ -15,6 +15,7 @@ import sys
 from datetime import UTC
 from typing import TYPE_CHECKING, Any, NoReturn
 
+from actionlinks.access import SCOPES
 from actionlinks.actions import token_from
 from actionlinks.clock import SystemClock
 from actionlinks.errors import (
@@ -24,6 +25,7 @@ from actionlinks.errors import (
     TokenError,
 )
 from actionlinks.keys import ALGORITHMS, load_keyring, parse_algorithm
+from actionlinks.server import serve_forever
 from actionlinks.service import Service, initialize, replace_keys
 from actionlinks.settings import Settings, parse_duration
 
@@ -74,6 +76,23 @@ def _parser() -> argparse.ArgumentParser:
     target.add_argument("--jti", metavar="TOKEN_ID")
     target.add_argument("--sub", metavar="SUBJECT")
     revoke.add_argument("--action", metavar="ACTION", help="with --sub: only these")
+
+    serve = commands.add_parser("serve", help="run the link service (uvicorn)")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--workers", type=int, default=1)
+
+    tokens = commands.add_parser("tokens", help="issue or revoke API access tokens")
+    token_commands = tokens.add_subparsers(dest="tokens_command", required=True)
+    issue = token_commands.add_parser("issue", help="issue an access token")
+    issue.add_argument(
+        "--scope", action="append", required=True, choices=SCOPES, dest="scopes"
+    )
+    issue.add_argument("--ttl", type=_duration, metavar="DURATION", help="e.g. 90d")
+    issue.add_argument("--name", default="api", help="who the token is for")
+    issue.add_argument("--json", action="store_true")
+    revoke_token = token_commands.add_parser("revoke", help="revoke an access token")
+    revoke_token.add_argument("jti", metavar="JTI")
 
     keys = commands.add_parser("keys", help="list, rotate, retire or export keys")
     key_commands = keys.add_subparsers(dest="keys_command", required=True)
@@ -224,6 +243,40 @@ def _init(settings: Settings, clock: Clock) -> int:
     return 0
 
 
+async def _tokens(service: Service, args: argparse.Namespace) -> int:
+    if args.tokens_command == "revoke":
+        await service.access.revoke(args.jti)
+        print(f"revoked access token {args.jti}")
+        return 0
+    minted = service.access.issue(args.scopes, subject=args.name, ttl=args.ttl)
+    if args.json:
+        _print_json(
+            {
+                "token": minted.token,
+                "jti": minted.claims.token_id,
+                "scope": " ".join(sorted(minted.claims.scopes)),
+                "expires_at": _iso(minted.claims.expires_at),
+            }
+        )
+    else:
+        print(minted.token)
+    return 0
+
+
+def _serve(settings: Settings, clock: Clock, args: argparse.Namespace) -> int:
+    if not 0 < args.port < 65536 or args.workers < 1:
+        raise ConfigurationError("--port must be 1-65535 and --workers at least 1")
+    created = initialize(settings, clock=clock)
+    if created:
+        print(f"initialised {settings.home}: {', '.join(p.name for p in created)}")
+    Service.open(settings, clock=clock).close()  # fail here, not in every worker
+    print(f"actionlinks serving {settings.base_url} on http://{args.host}:{args.port}")
+    print(f"home {settings.home}; mint a first link with:")
+    print("  actionlinks mint email-confirm --sub you@example.com")
+    serve_forever(settings, host=args.host, port=args.port, workers=args.workers)
+    return 0
+
+
 async def _with_service(
     settings: Settings, clock: Clock, args: argparse.Namespace
 ) -> int:
@@ -232,6 +285,8 @@ async def _with_service(
             return await _mint(service, args)
         if args.command == "verify":
             return await _verify(service, args)
+        if args.command == "tokens":
+            return await _tokens(service, args)
         return await _revoke(service, args)
 
 
@@ -245,6 +300,8 @@ def run(argv: Sequence[str], env: Mapping[str, str]) -> int:
             return _init(settings, clock)
         if args.command == "keys":
             return _keys(settings, clock, args)
+        if args.command == "serve":
+            return _serve(settings, clock, args)
         return asyncio.run(_with_service(settings, clock, args))
     except TokenError as exc:
         print(f"actionlinks: rejected: {exc}", file=sys.stderr)

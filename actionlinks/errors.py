@@ -3,7 +3,8 @@
 Every error a public call raises is one of these; PyJWT, ``json``, ``base64``,
 ``sqlite3`` and the other libraries underneath are translated at the boundary.
 No message or repr carries a token, a secret or a signed URL: errors carry
-evidence as keyword-only attributes instead.
+evidence as keyword-only attributes instead. Each class has a stable ``code``
+(``"expired"``, ``"already_used"``, …) used in HTTP responses, logs and metrics.
 
 ::
 
@@ -20,7 +21,9 @@ evidence as keyword-only attributes instead.
     │   ├── TokenRevokedError     .token_id
     │   └── TokenAlreadyUsedError .token_id, .used_at
     ├── LedgerUnavailableError    store failure (503); never read as "unused"
-    └── HandlerError              an action's handler failed; the use was released
+    ├── HandlerError              an action's handler failed; the use was released
+    └── WebhookError
+        └── WebhookDeliveryError  .status_code: a non-2xx answer or no answer
 """
 
 from __future__ import annotations
@@ -34,29 +37,43 @@ if TYPE_CHECKING:
 class ActionLinksError(Exception):
     """Root of every error raised by actionlinks."""
 
+    code = "error"
+
 
 class ConfigurationError(ActionLinksError):
     """Invalid settings or arguments, raised when an object is built."""
+
+    code = "configuration"
 
 
 class KeyFileError(ConfigurationError):
     """The keys file is missing, unreadable, malformed or readable by others."""
 
+    code = "key_file"
+
 
 class TokenError(ActionLinksError):
     """The presented token is unusable; maps to a 4xx, never a 500."""
+
+    code = "invalid_token"
 
 
 class MalformedTokenError(TokenError):
     """The input is not a well-formed, canonical compact JWS of ours."""
 
+    code = "malformed"
+
 
 class InvalidSignatureError(TokenError):
     """The signature does not verify, or the key or algorithm is not allowed."""
 
+    code = "invalid_signature"
+
 
 class WrongPurposeError(TokenError):
     """The token is of another kind (``typ``), action or issuer."""
+
+    code = "wrong_purpose"
 
 
 class TokenExpiredError(TokenError):
@@ -64,12 +81,25 @@ class TokenExpiredError(TokenError):
 
     Attributes:
         expired_at: when it ended (aware UTC).
+        action: the action of the (authentic) token, to offer a new link.
+        subject: its subject, to offer a new link (never in the message).
     """
 
-    def __init__(self, message: str, *, expired_at: datetime) -> None:
-        """Carry the instant the token expired."""
+    code = "expired"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        expired_at: datetime,
+        action: str | None = None,
+        subject: str | None = None,
+    ) -> None:
+        """Carry the instant the token expired and, once signed, whose it was."""
         super().__init__(message)
         self.expired_at = expired_at
+        self.action = action
+        self.subject = subject
 
 
 class TokenNotYetValidError(TokenError):
@@ -78,6 +108,8 @@ class TokenNotYetValidError(TokenError):
     Attributes:
         not_before: the earliest instant it would be accepted (aware UTC).
     """
+
+    code = "not_yet_valid"
 
     def __init__(self, message: str, *, not_before: datetime) -> None:
         """Carry the instant the token becomes valid."""
@@ -88,6 +120,8 @@ class TokenNotYetValidError(TokenError):
 class StateChangedError(TokenError):
     """The state the token was bound to (a password hash, an e-mail) changed."""
 
+    code = "state_changed"
+
 
 class TokenRevokedError(TokenError):
     """The token, or every token of its subject, was revoked.
@@ -95,6 +129,8 @@ class TokenRevokedError(TokenError):
     Attributes:
         token_id: the revoked token's id (not the token itself).
     """
+
+    code = "revoked"
 
     def __init__(self, message: str, *, token_id: str) -> None:
         """Carry the id of the revoked token."""
@@ -110,6 +146,8 @@ class TokenAlreadyUsedError(TokenError):
         used_at: when it was used, if the ledger still knows.
     """
 
+    code = "already_used"
+
     def __init__(
         self, message: str, *, token_id: str, used_at: datetime | None
     ) -> None:
@@ -122,9 +160,34 @@ class TokenAlreadyUsedError(TokenError):
 class LedgerUnavailableError(ActionLinksError):
     """The one-time-use store failed; nothing was consumed (maps to 503)."""
 
+    code = "unavailable"
+
 
 class HandlerError(ActionLinksError):
     """An action's handler raised; the use was released so it can be retried.
 
     The handler's own exception is the ``__cause__``.
     """
+
+    code = "handler_failed"
+
+
+class WebhookError(ActionLinksError):
+    """Something went wrong with a webhook."""
+
+    code = "webhook"
+
+
+class WebhookDeliveryError(WebhookError):
+    """A webhook was not accepted: a non-2xx answer, a timeout or no connection.
+
+    Attributes:
+        status_code: the receiver's HTTP status, or ``None`` without an answer.
+    """
+
+    code = "webhook_delivery"
+
+    def __init__(self, message: str, *, status_code: int | None) -> None:
+        """Carry the receiver's status code."""
+        super().__init__(message)
+        self.status_code = status_code

@@ -9,11 +9,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Self
 
+from actionlinks.access import AccessTokens
 from actionlinks.actions import ActionRegistry
+from actionlinks.database import SqliteDatabase
 from actionlinks.errors import ConfigurationError, KeyFileError
 from actionlinks.keys import KeyRing, load_keyring, save_keyring
 from actionlinks.ledgers.sqlite import SqliteLedger
 from actionlinks.settings import default_config
+from actionlinks.store import SqliteLinkStore
 from actionlinks.tokens import TokenIssuer
 
 if TYPE_CHECKING:
@@ -66,8 +69,11 @@ class Service:
     clock: Clock
     keys: KeyRing
     issuer: TokenIssuer
+    database: SqliteDatabase
     ledger: SqliteLedger
+    store: SqliteLinkStore
     registry: ActionRegistry
+    access: AccessTokens
 
     @classmethod
     def open(cls, settings: Settings, *, clock: Clock) -> Self:
@@ -87,26 +93,36 @@ class Service:
         issuer = TokenIssuer(
             keys, issuer=settings.issuer, clock=clock, leeway=settings.leeway
         )
-        ledger = SqliteLedger(settings.sqlite_path, clock=clock)
+        database = SqliteDatabase(settings.sqlite_path)
+        try:
+            ledger = SqliteLedger(database, clock=clock)
+            store = SqliteLinkStore(database, clock=clock)
+        except BaseException:
+            database.close()
+            raise
         registry = ActionRegistry(
             issuer,
             ledger=ledger,
             base_url=settings.base_url,
             clock=clock,
             actions=settings.actions,
+            journal=store,
         )
         return cls(
             settings=settings,
             clock=clock,
             keys=keys,
             issuer=issuer,
+            database=database,
             ledger=ledger,
+            store=store,
             registry=registry,
+            access=AccessTokens(issuer, ledger=ledger, clock=clock),
         )
 
     def close(self) -> None:
         """Close the database."""
-        self.ledger.close()
+        self.database.close()
 
     async def __aenter__(self) -> Self:
         """Use the service as an async context manager that closes it."""

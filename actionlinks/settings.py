@@ -28,7 +28,16 @@ DEFAULT_BASE_URL = "http://127.0.0.1:8000"
 _DURATION = re.compile(r"(\d+)\s*([smhdw]?)")
 _UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 _ACTION_FIELDS = frozenset(
-    {"ttl", "max_ttl", "one_time", "binds_state", "revokes_previous"}
+    {
+        "ttl",
+        "max_ttl",
+        "one_time",
+        "binds_state",
+        "revokes_previous",
+        "handler_url",
+        "handler_secret",
+        "redirect",
+    }
 )
 
 
@@ -101,6 +110,7 @@ class Settings:
     smtp_tls: SmtpTls = "none"
     smtp_from: str = "actionlinks@localhost"
     webhook_allow_private: bool = False
+    redirect_origins: tuple[str, ...] = ()
     webhook_retry_schedule: tuple[timedelta, ...] = tuple(
         timedelta(seconds=s) for s in (0, 5, 300, 1800, 7200, 18000, 36000, 36000)
     )
@@ -194,6 +204,8 @@ def _coerce(values: Mapping[str, Any]) -> dict[str, Any]:  # noqa: C901 - a flat
             result[name] = text
         elif name == "webhook_allow_private":
             result[name] = text.lower() in ("1", "true", "yes")
+        elif name == "redirect_origins":
+            result[name] = tuple(o.strip() for o in text.split(",") if o.strip())
         elif name.endswith("_retry_schedule"):
             result[name] = _schedule(text, name)
         else:
@@ -229,7 +241,15 @@ def _declared_actions(table: object) -> tuple[Action, ...]:
             else _inherited_max_ttl(base, ttl),
             one_time=bool(options.get("one_time", base.one_time if base else True)),
             binds_state=bool(options.get("binds_state", False)),
-            revokes_previous=bool(options.get("revokes_previous", False)),
+            revokes_previous=bool(
+                options.get(
+                    "revokes_previous", base.revokes_previous if base else False
+                )
+            ),
+            one_click=base.one_click if base else False,
+            handler_url=_optional_text(options, "handler_url"),
+            handler_secret=_optional_text(options, "handler_secret"),
+            redirect=_optional_text(options, "redirect"),
         )
     return tuple(actions.values())
 
@@ -240,6 +260,13 @@ def _inherited_max_ttl(base: Action | None, ttl: object) -> timedelta | None:
     if ttl:
         return max(base.purpose.max_ttl, parse_duration(str(ttl)))
     return base.purpose.max_ttl
+
+
+def _optional_text(options: Mapping[str, object], name: str) -> str | None:
+    value = options.get(name)
+    if value is not None and not isinstance(value, str):
+        raise ConfigurationError(f"{name} must be a string")
+    return value
 
 
 def _base(base: Action | None, name: str) -> Action:

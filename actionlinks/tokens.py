@@ -40,7 +40,7 @@ from actionlinks.errors import (
 )
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping
+    from collections.abc import Iterable, Mapping
 
     from actionlinks.keys import Algorithm, KeyRing, SigningKey
 
@@ -56,7 +56,8 @@ _NAME = re.compile(r"[a-z][a-z0-9]*(?:-[a-z0-9]+)*")
 _B64URL = re.compile(r"[A-Za-z0-9_-]*")
 _HEADER_NAMES = frozenset({"alg", "kid", "typ"})
 _KEY_HEADERS = frozenset({"jwk", "jku", "x5u", "x5c", "x5t", "x5t#S256"})
-_CLAIMS = frozenset({"iss", "sub", "pur", "jti", "iat", "exp", "dat", "sfp"})
+_CLAIMS = frozenset({"iss", "sub", "pur", "jti", "iat", "exp", "dat", "sfp", "scope"})
+_SCOPE = re.compile(r"[\x21\x23-\x5b\x5d-\x7e]+(?: [\x21\x23-\x5b\x5d-\x7e]+)*")
 
 
 class TokenKind(Enum):
@@ -131,6 +132,7 @@ class ActionClaims:
     kind: TokenKind = TokenKind.LINK
     data: Mapping[str, Any] | None = None
     is_state_bound: bool = False
+    scopes: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -280,6 +282,7 @@ class TokenIssuer:
         data: Mapping[str, Any] | None = None,
         state: str | bytes | None = None,
         algorithm: Algorithm | None = None,
+        scopes: Iterable[str] = (),
     ) -> MintedToken:
         """Mint a token for ``purpose`` and ``subject``.
 
@@ -292,9 +295,11 @@ class TokenIssuer:
                 e-mail, a counter); the token dies when it changes. Only a keyed
                 hash of it goes into the token.
             algorithm: the signing algorithm; the issuer's default when omitted.
+            scopes: what an access token allows (the RFC 8693 ``scope`` claim).
 
         Raises:
-            ConfigurationError: a bad subject, lifetime, data or missing state.
+            ConfigurationError: a bad subject, lifetime, data, scope or missing
+                state.
         """
         if not subject or len(subject) > MAX_SUBJECT_LENGTH:
             raise ConfigurationError(
@@ -324,6 +329,13 @@ class TokenIssuer:
             payload["dat"] = _checked_data(data)
         if state is not None:
             payload["sfp"] = _state_tag(key, purpose.name, subject, state)
+        scope = " ".join(sorted(set(scopes)))
+        if scope:
+            if not _SCOPE.fullmatch(scope):
+                raise ConfigurationError(
+                    "scopes must be printable ASCII without spaces"
+                )
+            payload["scope"] = scope
         signing_input = (
             f"{self._header(key, purpose.kind)}."
             f"{_b64url(json.dumps(payload, separators=(',', ':')).encode())}"
@@ -341,6 +353,7 @@ class TokenIssuer:
             kind=purpose.kind,
             data=payload.get("dat"),
             is_state_bound=state is not None,
+            scopes=frozenset(scope.split()),
         )
         return MintedToken(token=f"{signing_input}.{signature}", claims=claims)
 
@@ -464,7 +477,10 @@ class TokenIssuer:
         now = self._clock.now().timestamp()
         if now >= expires + self._leeway:
             raise TokenExpiredError(
-                "the token has expired", expired_at=_instant(expires)
+                "the token has expired",
+                expired_at=_instant(expires),
+                action=purpose.name,
+                subject=subject,
             )
         if issued > now + self._leeway:
             raise TokenNotYetValidError(
@@ -477,6 +493,9 @@ class TokenIssuer:
         tag = claims.get("sfp")
         if tag is not None and not isinstance(tag, str):
             _malformed("claim 'sfp' must be a string")
+        scope = claims.get("scope", "")
+        if not isinstance(scope, str) or (scope and not _SCOPE.fullmatch(scope)):
+            _malformed("claim 'scope' must be space-separated scope names")
         if not ignore_state:
             _check_state(key, purpose, subject, tag, state)
         return ActionClaims(
@@ -491,6 +510,7 @@ class TokenIssuer:
             kind=purpose.kind,
             data=data,
             is_state_bound=tag is not None,
+            scopes=frozenset(scope.split()),
         )
 
 

@@ -1,30 +1,21 @@
-"""The embedded default ledger: a SQLite database file in WAL mode.
+"""The embedded default ledger, in the SQLite database.
 
-Each operation is one statement in autocommit mode, so ``consume`` is atomic
-across threads and processes that share the file
-(``INSERT … ON CONFLICT DO NOTHING``). Blocking calls run in a worker thread.
+``consume`` is one ``INSERT … ON CONFLICT DO NOTHING`` in autocommit mode, so it
+is atomic across threads and across every process that opens the file.
 """
 
 from __future__ import annotations
 
-import sqlite3
-import threading
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any, Self, TypeVar
+from typing import TYPE_CHECKING
 
-import anyio.to_thread
-
-from actionlinks.errors import LedgerUnavailableError
 from actionlinks.ledger import LedgerEntry
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
-    from pathlib import Path
-    from types import TracebackType
+    import sqlite3
 
     from actionlinks.clock import Clock
-
-T = TypeVar("T")
+    from actionlinks.database import SqliteDatabase
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS ledger_uses (
@@ -43,7 +34,6 @@ CREATE TABLE IF NOT EXISTS ledger_revocations (
 ) WITHOUT ROWID;
 """
 _PURGE_EVERY = timedelta(minutes=1)
-_BUSY_TIMEOUT_MS = 15_000
 
 
 def _instant(seconds: float) -> datetime:
@@ -51,75 +41,31 @@ def _instant(seconds: float) -> datetime:
 
 
 class SqliteLedger:
-    """A ledger in a SQLite file, shared by every process that opens it.
+    """A ledger in the SQLite database, shared by every process that opens it.
 
     Args:
-        path: the database file (created with the schema if absent).
+        database: the open database (its owner closes it).
         clock: stamps uses and drives purging of expired entries.
 
     Raises:
-        LedgerUnavailableError: the database cannot be opened.
+        LedgerUnavailableError: the schema cannot be created.
     """
 
-    __slots__ = ("_clock", "_connection", "_last_purge", "_lock", "_path")
+    __slots__ = ("_clock", "_database", "_last_purge")
 
-    def __init__(self, path: Path, *, clock: Clock) -> None:
-        """Open (and if needed create) the database."""
-        self._path = path
+    def __init__(self, database: SqliteDatabase, *, clock: Clock) -> None:
+        """Create the ledger's tables if needed."""
+        database.create_schema(_SCHEMA)
+        self._database = database
         self._clock = clock
-        self._lock = threading.Lock()
         self._last_purge = datetime.min.replace(tzinfo=UTC)
-        try:
-            connection = sqlite3.connect(
-                path,
-                timeout=_BUSY_TIMEOUT_MS / 1000,
-                isolation_level=None,
-                check_same_thread=False,
-            )
-            connection.execute(f"PRAGMA busy_timeout = {_BUSY_TIMEOUT_MS}")
-            connection.execute("PRAGMA journal_mode = WAL")
-            connection.execute("PRAGMA synchronous = NORMAL")
-            connection.executescript(_SCHEMA)
-        except sqlite3.Error as exc:
-            raise LedgerUnavailableError(
-                f"cannot open the ledger database {path}: {exc}"
-            ) from exc
-        self._connection = connection
 
     def __repr__(self) -> str:
-        """Name the file."""
-        return f"SqliteLedger({str(self._path)!r})"
+        """Name the database."""
+        return f"SqliteLedger({self._database!r})"
 
-    def close(self) -> None:
-        """Close the connection."""
-        with self._lock:
-            self._connection.close()
-
-    async def __aenter__(self) -> Self:
-        """Use the ledger as an async context manager that closes it."""
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        """Close the connection."""
-        self.close()
-
-    async def _run(self, work: Callable[[sqlite3.Connection], T]) -> T:
-        def locked() -> T:
-            with self._lock:
-                return work(self._connection)
-
-        try:
-            return await anyio.to_thread.run_sync(locked)
-        except sqlite3.Error as exc:
-            raise LedgerUnavailableError(f"the ledger database failed: {exc}") from exc
-
-    async def _execute(self, sql: str, parameters: tuple[Any, ...]) -> int:
-        return await self._run(lambda c: c.execute(sql, parameters).rowcount)
+    async def _execute(self, sql: str, parameters: tuple[object, ...]) -> int:
+        return await self._database.execute(sql, parameters)
 
     async def consume(self, token_id: str, *, expires_at: datetime) -> bool:
         """Mark ``token_id`` used; ``True`` only for the first caller anywhere."""
@@ -141,11 +87,9 @@ class SqliteLedger:
 
     async def lookup(self, token_id: str) -> LedgerEntry | None:
         """The entry for ``token_id``, if any."""
-        row = await self._run(
-            lambda c: c.execute(
-                "SELECT state, at, expires_at FROM ledger_uses WHERE token_id = ?",
-                (token_id,),
-            ).fetchone()
+        row = await self._database.fetchone(
+            "SELECT state, at, expires_at FROM ledger_uses WHERE token_id = ?",
+            (token_id,),
         )
         if row is None:
             return None
@@ -181,12 +125,10 @@ class SqliteLedger:
         self, subject: str, *, action: str, issued_at: datetime
     ) -> bool:
         """Whether a revocation of the subject covers this token."""
-        row = await self._run(
-            lambda c: c.execute(
-                "SELECT 1 FROM ledger_revocations WHERE subject = ? "
-                "AND action IN (?, '') AND revoked_before > ? LIMIT 1",
-                (subject, action, issued_at.timestamp()),
-            ).fetchone()
+        row = await self._database.fetchone(
+            "SELECT 1 FROM ledger_revocations WHERE subject = ? "
+            "AND action IN (?, '') AND revoked_before > ? LIMIT 1",
+            (subject, action, issued_at.timestamp()),
         )
         return row is not None
 
@@ -202,4 +144,4 @@ class SqliteLedger:
                 "DELETE FROM ledger_revocations WHERE until < ?", (stamp,)
             )
 
-        await self._run(purge)
+        await self._database.run(purge)

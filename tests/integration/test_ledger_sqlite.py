@@ -7,6 +7,7 @@ import sqlite3
 import pytest
 from contracts.ledger import LedgerContract
 
+from actionlinks.database import SqliteDatabase
 from actionlinks.errors import LedgerUnavailableError
 from actionlinks.ledgers.sqlite import SqliteLedger
 
@@ -19,36 +20,39 @@ class TestSqliteLedger(LedgerContract):
         opened = []
 
         def make(clock):
-            ledger = SqliteLedger(tmp_path / "ledger.db", clock=clock)
-            opened.append(ledger)
-            return ledger
+            database = SqliteDatabase(tmp_path / "ledger.db")
+            opened.append(database)
+            return SqliteLedger(database, clock=clock)
 
         yield make
-        for ledger in opened:
-            ledger.close()
+        for database in opened:
+            database.close()
 
 
 async def test_database_is_in_wal_mode(tmp_path, clock):
     """The embedded default uses write-ahead logging."""
-    SqliteLedger(tmp_path / "l.db", clock=clock).close()
+    database = SqliteDatabase(tmp_path / "l.db")
+    SqliteLedger(database, clock=clock)
+    database.close()
     with sqlite3.connect(tmp_path / "l.db") as connection:
         assert connection.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
 
 
 async def test_uses_survive_reopening_the_database(tmp_path, clock):
     """A consumed token stays consumed after the process reopens the file."""
-    first = SqliteLedger(tmp_path / "l.db", clock=clock)
-    await first.consume("t", expires_at=clock.now().replace(year=2030))
-    first.close()
-    second = SqliteLedger(tmp_path / "l.db", clock=clock)
-    assert await second.consume("t", expires_at=clock.now().replace(year=2030)) is False
-    second.close()
+    async with SqliteDatabase(tmp_path / "l.db") as database:
+        first = SqliteLedger(database, clock=clock)
+        await first.consume("t", expires_at=clock.now().replace(year=2030))
+    async with SqliteDatabase(tmp_path / "l.db") as database:
+        second = SqliteLedger(database, clock=clock)
+        assert not await second.consume("t", expires_at=clock.now().replace(year=2030))
 
 
 async def test_store_failure_is_an_error_never_unused(tmp_path, clock):
     """A broken database raises LedgerUnavailableError instead of answering."""
-    ledger = SqliteLedger(tmp_path / "l.db", clock=clock)
-    ledger.close()
+    database = SqliteDatabase(tmp_path / "l.db")
+    ledger = SqliteLedger(database, clock=clock)
+    database.close()
     with pytest.raises(LedgerUnavailableError):
         await ledger.consume("t", expires_at=clock.now())
 
@@ -56,4 +60,4 @@ async def test_store_failure_is_an_error_never_unused(tmp_path, clock):
 def test_unopenable_database_raises_ledger_unavailable(tmp_path, clock):
     """A path that cannot hold a database gives a typed error."""
     with pytest.raises(LedgerUnavailableError):
-        SqliteLedger(tmp_path / "missing-dir" / "l.db", clock=clock)
+        SqliteDatabase(tmp_path / "missing-dir" / "l.db")

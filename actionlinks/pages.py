@@ -1,0 +1,159 @@
+"""The pages people see: per-action texts and fields, rendered with Jinja2.
+
+Templates live in ``templates/pages/`` (inside the wheel as
+``actionlinks/templates``); autoescaping is always on. A per-action template
+``pages/confirm-{action}.html`` overrides the generic confirmation page.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import jinja2
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+MIN_PASSWORD_LENGTH = 8
+
+
+def templates_dir() -> Path:
+    """The templates folder: inside the installed package, else the checkout's."""
+    packaged = Path(__file__).resolve().parent / "templates"
+    if packaged.is_dir():
+        return packaged
+    return Path(__file__).resolve().parent.parent / "templates"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Field:
+    """A form field on a confirmation page."""
+
+    name: str
+    label: str
+    type: str = "text"
+    autocomplete: str | None = None
+    minlength: int | None = None
+    same_as: str | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PageText:
+    """What a confirmation page says and asks for."""
+
+    title: str
+    prompt: str
+    button: str
+    done: str
+    fields: tuple[Field, ...] = field(default=())
+
+
+_PASSWORD_FIELDS = (
+    Field(
+        name="password",
+        label="New password",
+        type="password",
+        autocomplete="new-password",
+        minlength=MIN_PASSWORD_LENGTH,
+    ),
+    Field(
+        name="password_confirm",
+        label="Repeat the new password",
+        type="password",
+        autocomplete="new-password",
+        minlength=MIN_PASSWORD_LENGTH,
+        same_as="password",
+    ),
+)
+
+TEXTS: dict[str, PageText] = {
+    "password-reset": PageText(
+        title="Choose a new password",
+        prompt="Enter your new password twice.",
+        button="Set new password",
+        done="Your password has been changed.",
+        fields=_PASSWORD_FIELDS,
+    ),
+    "email-confirm": PageText(
+        title="Confirm your e-mail address",
+        prompt="Press the button to confirm your e-mail address.",
+        button="Confirm my address",
+        done="Your e-mail address is confirmed.",
+    ),
+    "magic-signin": PageText(
+        title="Sign in",
+        prompt="Press the button to finish signing in.",
+        button="Sign in",
+        done="You are signed in.",
+    ),
+    "invite": PageText(
+        title="Accept your invitation",
+        prompt="Press the button to accept the invitation.",
+        button="Accept invitation",
+        done="Invitation accepted. Welcome!",
+    ),
+    "unsubscribe": PageText(
+        title="Unsubscribe",
+        prompt="Press the button to stop receiving these e-mails.",
+        button="Unsubscribe",
+        done="You are unsubscribed.",
+    ),
+}
+
+
+def text_for(action: str) -> PageText:
+    """The page text of ``action`` (a generic one for undeclared texts)."""
+    found = TEXTS.get(action)
+    if found is not None:
+        return found
+    readable = action.replace("-", " ")
+    return PageText(
+        title=f"Confirm: {readable}",
+        prompt="Press the button to continue.",
+        button="Continue",
+        done="Done.",
+    )
+
+
+def check_form(text: PageText, form: Mapping[str, str]) -> dict[str, str] | str:
+    """The declared fields of ``form`` if they are valid, else a message."""
+    clean: dict[str, str] = {}
+    for item in text.fields:
+        value = form.get(item.name, "")
+        if not value:
+            return f"Please fill in “{item.label}”."
+        if item.minlength is not None and len(value) < item.minlength:
+            return f"“{item.label}” needs at least {item.minlength} characters."
+        if item.same_as is not None and value != form.get(item.same_as):
+            return "The two passwords do not match."
+        if len(value) > 1024:
+            return f"“{item.label}” is too long."
+        clean[item.name] = value
+    return clean
+
+
+class PageRenderer:
+    """Renders the pages with autoescaping, from one template folder."""
+
+    __slots__ = ("_environment",)
+
+    def __init__(self, directory: Path | None = None) -> None:
+        """Load templates from ``directory`` (the packaged ones by default)."""
+        self._environment = jinja2.Environment(
+            loader=jinja2.FileSystemLoader(directory or templates_dir()),
+            autoescape=True,
+            undefined=jinja2.StrictUndefined,
+        )
+
+    def render(self, name: str, context: Mapping[str, Any]) -> str:
+        """Render ``pages/{name}.html``."""
+        return self._environment.get_template(f"pages/{name}.html").render(context)
+
+    def render_confirm(self, action: str, context: Mapping[str, Any]) -> str:
+        """Render the action's own confirmation page, or the generic one."""
+        template = self._environment.select_template(
+            [f"pages/confirm-{action}.html", "pages/confirm.html"]
+        )
+        return template.render(context)
