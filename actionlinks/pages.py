@@ -124,10 +124,10 @@ def check_form(text: PageText, form: Mapping[str, str]) -> dict[str, str] | str:
         value = form.get(item.name, "")
         if not value:
             return f"Please fill in “{item.label}”."
-        if item.minlength is not None and len(value) < item.minlength:
-            return f"“{item.label}” needs at least {item.minlength} characters."
         if item.same_as is not None and value != form.get(item.same_as):
             return "The two passwords do not match."
+        if item.minlength is not None and len(value) < item.minlength:
+            return f"“{item.label}” needs at least {item.minlength} characters."
         if len(value) > 1024:
             return f"“{item.label}” is too long."
         clean[item.name] = value

@@ -62,6 +62,7 @@ if TYPE_CHECKING:
     from starlette.requests import Request
 
     from actionlinks.actions import Action, Link
+    from actionlinks.clock import Clock
     from actionlinks.tokens import ActionClaims
 
 _log = logging.getLogger("actionlinks")
@@ -208,6 +209,19 @@ def _human(instant: datetime) -> str:
     return instant.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
 
 
+class ClockSigner(itsdangerous.TimestampSigner):
+    """itsdangerous' timestamp signer, reading time from the injected clock."""
+
+    def __init__(self, *args: Any, clock: Clock, **kwargs: Any) -> None:  # noqa: ANN401
+        """Keep the clock; everything else goes to ``TimestampSigner``."""
+        super().__init__(*args, **kwargs)
+        self._clock = clock
+
+    def get_timestamp(self) -> int:
+        """The injected clock's time in seconds."""
+        return int(self._clock.now().timestamp())
+
+
 class LinkSite:
     """The link endpoint and the service routes around one :class:`Service`."""
 
@@ -217,11 +231,18 @@ class LinkSite:
         self.metrics = metrics
         self.renderer = PageRenderer()
         secrets_oldest_first = [key.derive_secret(b"forms") for key in service.keys]
+        signer = {"clock": service.clock}
         self.forms = itsdangerous.URLSafeTimedSerializer(
-            secrets_oldest_first, salt="actionlinks.confirm"
+            secrets_oldest_first,
+            salt="actionlinks.confirm",
+            signer=ClockSigner,
+            signer_kwargs=signer,
         )
         self.renewals = itsdangerous.URLSafeTimedSerializer(
-            secrets_oldest_first, salt="actionlinks.renew"
+            secrets_oldest_first,
+            salt="actionlinks.renew",
+            signer=ClockSigner,
+            signer_kwargs=signer,
         )
         self.client: httpx.AsyncClient | None = None
 
@@ -541,6 +562,10 @@ def _renewal_announcer(handler: WebhookHandler) -> Any:  # noqa: ANN401 - a Rene
     return announce
 
 
+async def _no_content(request: Request) -> Response:
+    return Response(status_code=204)
+
+
 def check_redirects(service: Service) -> None:
     """Refuse success redirects outside the base URL's origin and the allow-list.
 
@@ -596,6 +621,7 @@ def create_app(service: Service, *, close_service: bool = False) -> Starlette:
         Route("/healthz", site.healthz, methods=["GET"]),
         Route("/metrics", site.metrics_text, methods=["GET"]),
         Route("/openapi.json", site.openapi, methods=["GET"]),
+        Route("/favicon.ico", _no_content, methods=["GET"]),
         *api.routes(),
         Mount("/static", app=StaticFiles(directory=templates_dir() / "static")),
     ]

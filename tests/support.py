@@ -37,3 +37,29 @@ def forge(
 def parts(token: str) -> tuple[dict[str, Any], dict[str, Any]]:
     header, payload, _ = token.split(".")
     return json.loads(unb64(header)), json.loads(unb64(payload))
+
+
+def rejection_cases(token: str, ring_key: SigningKey) -> dict[str, str]:
+    """Hostile variants of ``token`` (signed with ``ring_key`` where that matters)."""
+    link_token = token
+    header, payload = parts(token)
+    huge = "A" * (8 * 1024)
+    return {
+        "tampered": link_token[:-4]
+        + ("AAAA" if not link_token.endswith("AAAA") else "BBBB"),
+        "alg-none": forge({**header, "alg": "none"}, payload, None),
+        "padding": link_token + "=",
+        "plus-slash": link_token.replace("-", "+").replace("_", "/") + "+",
+        "unknown-kid": forge({**header, "kid": "nope"}, payload, ring_key),
+        "access-typ": forge({**header, "typ": "al-access+jwt"}, payload, ring_key),
+        "undeclared-action": forge(header, {**payload, "pur": "launch"}, ring_key),
+        "other-issuer": forge(header, {**payload, "iss": "https://x.test"}, ring_key),
+        "exp-string": forge(header, {**payload, "exp": str(payload["exp"])}, ring_key),
+        "exp-float": forge(header, {**payload, "exp": payload["exp"] + 0.5}, ring_key),
+        "array": forge(header, [1, 2], ring_key),
+        "crit": forge({**header, "crit": ["x"]}, payload, ring_key),
+        "jwk": forge({**header, "jwk": {"kty": "oct"}}, payload, ring_key),
+        "big": link_token + huge,
+        "non-ascii": "%C3%A9%FF." + b64(b"x") + ".x",
+        "empty-ish": "...",
+    }

@@ -1,0 +1,150 @@
+"""Real servers on 127.0.0.1 for integration and browser tests.
+
+``ServeProcess`` runs the installed ``actionlinks serve``; ``Receiver`` is a
+webhook receiver under uvicorn in a thread that verifies every delivery with the
+reference ``standardwebhooks`` library.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Self
+
+import httpx
+import uvicorn
+from standardwebhooks import Webhook
+from starlette.applications import Starlette
+from starlette.responses import Response
+from starlette.routing import Route
+
+if TYPE_CHECKING:
+    from starlette.requests import Request
+
+SCRIPT = Path(sys.executable).with_name("actionlinks")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def clean_env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ACTIONLINKS_")}
+    env.update(extra)
+    return env
+
+
+class ServeProcess:
+    """`actionlinks serve` in a subprocess, stopped by ``stop()``."""
+
+    def __init__(
+        self, home: Path, *, workers: int = 1, env: dict[str, str] | None = None
+    ):
+        self.home = home
+        self.port = free_port()
+        self.base_url = f"http://127.0.0.1:{self.port}"
+        self.log = home / "serve.log"
+        self.env = clean_env(
+            ACTIONLINKS_HOME=str(home),
+            ACTIONLINKS_BASE_URL=self.base_url,
+            **(env or {}),
+        )
+        with self.log.open("wb") as log:
+            self.process = subprocess.Popen(
+                [
+                    str(SCRIPT),
+                    "serve",
+                    "--port",
+                    str(self.port),
+                    "--workers",
+                    str(workers),
+                ],
+                env=self.env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        self._wait_ready()
+
+    def _wait_ready(self) -> None:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"serve exited: {self.log.read_text()}")
+            try:
+                if httpx.get(f"{self.base_url}/healthz", timeout=1).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.1)
+        self.stop()
+        raise RuntimeError(f"serve did not start: {self.log.read_text()}")
+
+    def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [str(SCRIPT), *args],
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=True,
+        )
+
+    def mint(self, action: str, sub: str = "user:42") -> str:
+        return self.cli("mint", action, "--sub", sub).stdout.strip()
+
+    def stop(self) -> str:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        return self.log.read_text()
+
+
+@dataclass
+class Receiver:
+    """A webhook receiver on 127.0.0.1 answering with the statuses it is given."""
+
+    secret: str
+    statuses: list[int] = field(default_factory=list)
+    events: list[dict] = field(default_factory=list)
+    port: int = field(default_factory=free_port)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/hooks"
+
+    async def _hook(self, request: Request) -> Response:
+        body = await request.body()
+        payload = Webhook(self.secret).verify(body, dict(request.headers))
+        status = self.statuses.pop(0) if self.statuses else 204
+        if 200 <= status < 300:
+            self.events.append(payload)
+        return Response(status_code=status)
+
+    def __enter__(self) -> Self:
+        app = Starlette(routes=[Route("/hooks", self._hook, methods=["POST"])])
+        config = uvicorn.Config(
+            app, host="127.0.0.1", port=self.port, log_level="warning"
+        )
+        self._server = uvicorn.Server(config)
+        self._thread = threading.Thread(target=self._server.run, daemon=True)
+        self._thread.start()
+        deadline = time.monotonic() + 20
+        while not self._server.started and time.monotonic() < deadline:
+            time.sleep(0.05)
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._server.should_exit = True
+        self._thread.join(timeout=10)

@@ -1,0 +1,553 @@
+"""The link endpoint and service routes through Starlette's TestClient."""
+
+from __future__ import annotations
+
+import json
+import re
+from datetime import timedelta
+
+import pytest
+from starlette.testclient import TestClient
+from support import rejection_cases
+
+from actionlinks.actions import Action
+from actionlinks.errors import ConfigurationError
+from actionlinks.service import Service, initialize
+from actionlinks.settings import Settings
+from actionlinks.web import create_app
+
+BASE = "https://links.example.test"
+NONCE = re.compile(r'name="nonce" value="([^"]+)"')
+
+
+@pytest.fixture
+def service(tmp_path, clock):
+    settings = Settings(home=tmp_path, base_url=BASE, issuer=BASE)
+    initialize(settings, clock=clock)
+    service = Service.open(settings, clock=clock)
+    yield service
+    service.close()
+
+
+@pytest.fixture
+def client(service):
+    with TestClient(create_app(service), base_url="http://testserver") as client:
+        yield client
+
+
+async def mint(service, action="email-confirm", **kwargs):
+    return await service.registry.mint(action, subject=kwargs.pop("sub", "u"), **kwargs)
+
+
+def path(link):
+    return link.url.removeprefix(BASE)
+
+
+def nonce_of(response):
+    return NONCE.search(response.text).group(1)
+
+
+def used(service, link):
+    return service.ledger.lookup(link.claims.token_id)
+
+
+async def test_get_and_head_never_consume_and_post_then_succeeds(service, client):
+    """100 GETs and HEADs (scanners) leave the link usable; one POST uses it."""
+    calls = []
+
+    async def handler(claims, form):
+        calls.append(claims.subject)
+
+    service.registry.declare(
+        Action(name="email-confirm", ttl=timedelta(hours=1), handler=handler)
+    )
+    link = await mint(service)
+    for _ in range(50):
+        assert client.get(path(link)).status_code == 200
+        assert client.head(path(link)).status_code == 200
+    assert calls == []
+    assert await used(service, link) is None
+    page = client.get(path(link))
+    response = client.post(path(link), data={"nonce": nonce_of(page)})
+    assert response.status_code == 200
+    assert "confirmed" in response.text
+    assert calls == ["u"]
+    again = client.post(path(link), data={"nonce": nonce_of(page)})
+    assert again.status_code == 409
+    assert "already used on" in again.text
+
+
+async def test_confirm_page_has_a_form_posting_back_with_a_nonce(service, client):
+    """The page posts to the same path and carries the signed nonce."""
+    link = await mint(service)
+    page = client.get(path(link))
+    assert f'action="{path(link)}"' in page.text
+    assert nonce_of(page)
+    assert "<script" not in page.text
+
+
+async def test_token_pages_send_the_protective_headers(service, client):
+    """Referrer-Policy, Cache-Control, X-Robots-Tag and a strict CSP everywhere."""
+    link = await mint(service)
+    for response in (
+        client.get(path(link)),
+        client.post(path(link), data={"nonce": "x"}),
+        client.get("/a/not.a.token"),
+    ):
+        headers = response.headers
+        assert headers["referrer-policy"] == "no-referrer"
+        assert headers["cache-control"] == "no-store"
+        assert "noindex" in headers["x-robots-tag"]
+        csp = headers["content-security-policy"]
+        assert "default-src 'none'" in csp
+        assert "script-src" not in csp
+        assert "unsafe-inline" not in csp
+
+
+@pytest.mark.parametrize(
+    "form",
+    [{}, {"nonce": ""}, {"nonce": "garbage"}, {"nonce": "a.b.c"}],
+)
+async def test_post_without_a_valid_nonce_is_refused_and_consumes_nothing(
+    service, client, form
+):
+    """A POST without a valid nonce (CSRF, blind replays) is refused with 403."""
+    link = await mint(service)
+    response = client.post(path(link), data=form)
+    assert response.status_code == 403
+    assert await used(service, link) is None
+
+
+async def test_nonce_of_another_link_is_refused(service, client):
+    """A nonce is bound to one link's id."""
+    first, second = await mint(service), await mint(service, sub="v")
+    nonce = nonce_of(client.get(path(first)))
+    assert client.post(path(second), data={"nonce": nonce}).status_code == 403
+    assert await used(service, second) is None
+
+
+async def test_expired_nonce_is_refused(service, client, clock):
+    """A nonce older than an hour no longer confirms."""
+    link = await mint(service, "invite")
+    nonce = nonce_of(client.get(path(link)))
+    clock.advance(timedelta(hours=1, seconds=1))
+    response = client.post(path(link), data={"nonce": nonce})
+    assert response.status_code == 403
+
+
+async def test_password_reset_asks_twice_and_refuses_a_mismatch(service, client):
+    """The reset page asks for the password twice; a mismatch consumes nothing."""
+    received = []
+
+    async def handler(claims, form):
+        received.append(dict(form))
+
+    service.registry.declare(
+        Action(name="password-reset", ttl=timedelta(minutes=30), handler=handler)
+    )
+    link = await mint(service, "password-reset", sub="user:42")
+    page = client.get(path(link))
+    assert 'name="password"' in page.text
+    assert 'name="password_confirm"' in page.text
+    nonce = nonce_of(page)
+    bad = client.post(
+        path(link),
+        data={"nonce": nonce, "password": "secret-one", "password_confirm": "other"},
+    )
+    assert bad.status_code == 422
+    assert "do not match" in bad.text
+    assert await used(service, link) is None
+    short = client.post(
+        path(link), data={"nonce": nonce, "password": "x", "password_confirm": "x"}
+    )
+    assert short.status_code == 422
+    good = client.post(
+        path(link),
+        data={
+            "nonce": nonce,
+            "password": "secret-one",
+            "password_confirm": "secret-one",
+        },
+    )
+    assert good.status_code == 200
+    assert received == [{"password": "secret-one", "password_confirm": "secret-one"}]
+
+
+async def test_failing_handler_says_try_again_and_releases_the_use(service, client):
+    """A handler failure answers 502 and the link works on the next try."""
+    outcomes = [RuntimeError("down"), None]
+
+    async def handler(claims, form):
+        failure = outcomes.pop(0)
+        if failure:
+            raise failure
+
+    service.registry.declare(
+        Action(name="invite", ttl=timedelta(days=1), handler=handler)
+    )
+    link = await mint(service, "invite")
+    nonce = nonce_of(client.get(path(link)))
+    first = client.post(path(link), data={"nonce": nonce})
+    assert first.status_code == 502
+    assert "try again" in first.text
+    assert await used(service, link) is None
+    assert client.post(path(link), data={"nonce": nonce}).status_code == 200
+
+
+async def test_success_redirects_with_303_to_the_allowed_redirect(service, client):
+    """An action with a redirect answers 303 to it after success."""
+    service.registry.declare(
+        Action(name="invite", ttl=timedelta(days=1), redirect=f"{BASE}/welcome")
+    )
+    link = await mint(service, "invite")
+    nonce = nonce_of(client.get(path(link)))
+    response = client.post(path(link), data={"nonce": nonce}, follow_redirects=False)
+    assert response.status_code == 303
+    assert response.headers["location"] == f"{BASE}/welcome"
+
+
+def test_redirect_to_another_origin_is_refused_at_start(service):
+    """Open redirects are configuration errors."""
+    service.registry.declare(
+        Action(name="invite", ttl=timedelta(days=1), redirect="https://evil.test/x")
+    )
+    with pytest.raises(ConfigurationError, match="redirect"):
+        create_app(service)
+
+
+async def test_expired_link_answers_410_and_offers_a_new_one(service, client, clock):
+    """410 with a signed renewal form; posting it delivers a new link once."""
+    delivered = []
+
+    async def renew(link):
+        delivered.append(link)
+
+    service.registry.declare(
+        Action(name="magic-signin", ttl=timedelta(minutes=15), renew=renew)
+    )
+    link = await mint(service, "magic-signin", sub="a@example.test")
+    clock.advance(timedelta(minutes=20))
+    page = client.get(path(link))
+    assert page.status_code == 410
+    assert "a@example.test" not in page.text
+    renewal = re.search(r'name="renewal" value="([^"]+)"', page.text).group(1)
+    assert 'type="email"' not in page.text
+    response = client.post("/renew", data={"renewal": renewal})
+    assert response.status_code == 200
+    assert [d.claims.subject for d in delivered] == ["a@example.test"]
+    assert delivered[0].url.startswith(f"{BASE}/a/")
+    assert client.post("/renew", data={"renewal": renewal}).status_code == 409
+    assert client.post("/renew", data={"renewal": "forged"}).status_code == 400
+
+
+async def test_expired_link_without_renewal_offers_nothing(service, client, clock):
+    """Actions without a way to deliver a new link show a plain 410."""
+    link = await mint(service, "invite")
+    clock.advance(timedelta(days=8))
+    page = client.get(path(link))
+    assert page.status_code == 410
+    assert "renewal" not in page.text
+
+
+async def test_json_clients_get_json_outcomes(service, client, clock):
+    """Accept: application/json gets {"status", "error"} instead of HTML."""
+    headers = {"Accept": "application/json"}
+    link = await mint(service)
+    shown = client.get(path(link), headers=headers).json()
+    assert shown["status"] == "valid"
+    assert shown["action"] == "email-confirm"
+    done = client.post(path(link), data={"nonce": shown["nonce"]}, headers=headers)
+    assert done.json() == {
+        "status": "ok",
+        "action": "email-confirm",
+        "jti": link.claims.token_id,
+    }
+    again = client.post(path(link), data={"nonce": shown["nonce"]}, headers=headers)
+    assert again.status_code == 409
+    assert again.json()["error"] == "already_used"
+    bad = client.get("/a/x.y.z", headers=headers)
+    assert bad.status_code == 400
+    assert bad.json() == {"status": "error", "error": "malformed"}
+
+
+async def test_unknown_query_parameters_are_ignored(service, client):
+    """utm_* and fbclid do not change anything."""
+    link = await mint(service)
+    page = client.get(path(link) + "?utm_source=mail&fbclid=abc")
+    assert page.status_code == 200
+    response = client.post(
+        path(link) + "?utm_campaign=x", data={"nonce": nonce_of(page)}
+    )
+    assert response.status_code == 200
+
+
+async def test_one_click_unsubscribe_works_without_nonce_and_is_idempotent(
+    service, client
+):
+    """RFC 8058: urlencoded or multipart, no cookies, 200 each time, no redirect."""
+    link = await mint(service, "unsubscribe", sub="a@example.test")
+    body = {"List-Unsubscribe": "One-Click"}
+    first = client.post(path(link), data=body, follow_redirects=False)
+    assert first.status_code == 200
+    assert "set-cookie" not in first.headers
+    multipart = client.post(
+        path(link),
+        files={"List-Unsubscribe": (None, "One-Click")},
+        follow_redirects=False,
+    )
+    assert multipart.status_code == 200
+    assert "unsubscribed" in multipart.text
+
+
+async def test_one_click_body_is_refused_for_other_actions(service, client):
+    """Only actions that allow it accept a one-click POST without the form."""
+    link = await mint(service, "invite")
+    response = client.post(path(link), data={"List-Unsubscribe": "One-Click"})
+    assert response.status_code == 403
+    assert await used(service, link) is None
+
+
+@pytest.mark.parametrize("method", ["GET", "HEAD", "POST"])
+async def test_every_rejection_case_is_a_4xx_and_consumes_nothing(
+    service, client, method
+):
+    """The foundation's hostile tokens over HTTP: 4xx, never 5xx, nothing used."""
+    link = await mint(service)
+    key = service.keys.signing_key("HS256")
+    for name, token in rejection_cases(link.token, key).items():
+        response = client.request(
+            method, f"/a/{token}", data={"nonce": "x"} if method == "POST" else None
+        )
+        assert 400 <= response.status_code < 500, (name, response.status_code)
+    assert await used(service, link) is None
+    nonce = nonce_of(client.get(path(link)))
+    assert client.post(path(link), data={"nonce": nonce}).status_code == 200
+
+
+async def test_oversized_and_foreign_bodies_are_refused(service, client):
+    """Over 64 KiB is 413, a JSON body 415; neither consumes."""
+    link = await mint(service)
+    big = client.post(
+        path(link),
+        content=b"a=" + b"x" * 70_000,
+        headers={"content-type": "application/x-www-form-urlencoded"},
+    )
+    assert big.status_code == 413
+    foreign = client.post(path(link), json={"nonce": "x"})
+    assert foreign.status_code == 415
+    broken = client.post(
+        path(link),
+        content=b"\xff\xfe=\x00",
+        headers={"content-type": "application/x-www-form-urlencoded"},
+    )
+    assert broken.status_code == 400
+    assert await used(service, link) is None
+
+
+async def test_ledger_outage_is_503_and_consumes_nothing(service, client):
+    """A database failure is 503, never an unused or a 500."""
+    link = await mint(service)
+    nonce = nonce_of(client.get(path(link)))
+    service.database.close()
+    response = client.post(path(link), data={"nonce": nonce})
+    assert response.status_code == 503
+    assert client.get(path(link)).status_code == 503
+    assert client.get("/healthz").status_code == 503
+
+
+async def test_link_status_records_view_use_and_rejections(service, client):
+    """The store tracks issued → viewed → used, and rejected attempts with reasons."""
+    link = await mint(service)
+    status = await service.store.status(link.claims.token_id)
+    assert status.state == "issued"
+    nonce = nonce_of(client.get(path(link)))
+    assert (await service.store.status(link.claims.token_id)).state == "viewed"
+    client.post(path(link), data={"nonce": nonce})
+    client.post(path(link), data={"nonce": nonce})
+    status = await service.store.status(link.claims.token_id)
+    assert status.state == "used"
+    assert status.used_at is not None
+    assert [a.reason for a in status.rejected] == ["already_used"]
+
+
+def test_jwks_health_metrics_and_openapi(service, client):
+    """The service routes answer with public keys, health, metrics and the spec."""
+    jwks = client.get("/.well-known/jwks.json").json()
+    assert {k["alg"] for k in jwks["keys"]} == {"EdDSA", "ES256"}
+    assert all("d" not in k for k in jwks["keys"])
+    assert client.get("/healthz").json() == {"status": "ok"}
+    client.get("/a/garbage")
+    metrics = client.get("/metrics")
+    assert metrics.headers["content-type"].startswith("text/plain")
+    assert 'actionlinks_links_rejected_total{reason="malformed"} 1' in metrics.text
+    assert "actionlinks_request_duration_seconds_bucket" in metrics.text
+    spec = client.get("/openapi.json").json()
+    assert set(spec["paths"]) == {"/v1/links", "/v1/links/{jti}", "/v1/links/revoke"}
+
+
+def test_static_stylesheet_is_served(client):
+    """The page stylesheet comes from the service itself (CSP style-src 'self')."""
+    response = client.get("/static/actionlinks.css")
+    assert response.status_code == 200
+    assert "font-family" in response.text
+
+
+# --- the HTTP API -------------------------------------------------------------------
+
+
+@pytest.fixture
+def writer(service):
+    return service.access.issue(["links:write", "links:read"]).token
+
+
+def bearer(token):
+    return {"Authorization": f"Bearer {token}"}
+
+
+def test_api_mints_links_from_the_base_url_whatever_the_host(client, writer):
+    """POST /v1/links → 201; a poisoned Host header never changes the URL."""
+    response = client.post(
+        "/v1/links",
+        json={
+            "action": "password-reset",
+            "sub": "user:42",
+            "ttl": "10m",
+            "data": {"a": 1},
+        },
+        headers={
+            **bearer(writer),
+            "Host": "evil.test",
+            "X-Forwarded-Host": "evil.test",
+        },
+    )
+    assert response.status_code == 201
+    body = response.json()
+    assert body["url"].startswith(f"{BASE}/a/")
+    assert body["url"].endswith(body["token"])
+    assert {"jti", "expires_at"} <= set(body)
+
+
+@pytest.mark.parametrize(
+    ("headers", "code"),
+    [
+        ({}, "unauthorized"),
+        ({"Authorization": "Basic dXNlcjpwdw=="}, "unauthorized"),
+        ({"Authorization": "Bearer "}, "unauthorized"),
+        ({"Authorization": "Bearer not-a-token"}, "invalid_token"),
+    ],
+)
+def test_api_without_a_valid_token_is_401_with_www_authenticate(client, headers, code):
+    """Missing or invalid Bearer tokens get 401 and a Bearer challenge."""
+    response = client.post(
+        "/v1/links", json={"action": "invite", "sub": "u"}, headers=headers
+    )
+    assert response.status_code == 401
+    assert response.json()["error"] == code
+    assert response.headers["www-authenticate"].startswith("Bearer")
+
+
+async def test_link_token_is_not_an_access_token(service, client):
+    """A link token presented as Bearer is refused (typ differs)."""
+    link = await mint(service)
+    response = client.get(
+        f"/v1/links/{link.claims.token_id}", headers=bearer(link.token)
+    )
+    assert response.status_code == 401
+
+
+async def test_revoked_access_token_is_refused(service, client, writer):
+    """tokens revoke makes the access token fail with 401."""
+    claims = service.access._issuer.verify(
+        writer, __import__("actionlinks.access", fromlist=["ACCESS"]).ACCESS
+    )
+    await service.access.revoke(claims.token_id)
+    response = client.post(
+        "/v1/links", json={"action": "invite", "sub": "u"}, headers=bearer(writer)
+    )
+    assert response.status_code == 401
+
+
+def test_wrong_scope_is_403(service, client):
+    """A read-only token cannot mint or revoke."""
+    reader = service.access.issue(["links:read"]).token
+    response = client.post(
+        "/v1/links", json={"action": "invite", "sub": "u"}, headers=bearer(reader)
+    )
+    assert response.status_code == 403
+    assert response.json()["error"] == "insufficient_scope"
+    assert 'scope="links:write"' in response.headers["www-authenticate"]
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"sub": "u"}, "action"),
+        ({"action": "nope", "sub": "u"}, "action"),
+        ({"action": "invite"}, "sub"),
+        ({"action": "invite", "sub": ""}, "sub"),
+        ({"action": "invite", "sub": 7}, "sub"),
+        ({"action": "invite", "sub": "u", "ttl": "forever"}, "ttl"),
+        ({"action": "invite", "sub": "u", "ttl": 10**9}, "ttl"),
+        ({"action": "invite", "sub": "u", "ttl": -5}, "ttl"),
+        ({"action": "invite", "sub": "u", "data": [1]}, "data"),
+        ({"action": "invite", "sub": "u", "data": {"x": "y" * 5000}}, "data"),
+        ({"action": "invite", "sub": "u", "alg": "RS256"}, "alg"),
+        ({"action": "invite", "sub": "u", "extra": 1}, "extra"),
+        ([1, 2], "body"),
+    ],
+)
+def test_malformed_mint_bodies_are_422_naming_the_field(client, writer, body, field):
+    """Each malformed body names the offending field."""
+    response = client.post("/v1/links", json=body, headers=bearer(writer))
+    assert response.status_code == 422
+    assert response.json()["field"] == field
+
+
+def test_non_json_and_oversized_api_bodies(client, writer):
+    """Broken JSON is 422 (field body), another type 415, over 64 KiB 413."""
+    headers = {**bearer(writer), "content-type": "application/json"}
+    assert (
+        client.post("/v1/links", content=b"{", headers=headers).json()["field"]
+        == "body"
+    )
+    assert (
+        client.post("/v1/links", data={"a": "b"}, headers=bearer(writer)).status_code
+        == 415
+    )
+    big = json.dumps({"action": "invite", "sub": "u", "data": {"x": "y" * 70_000}})
+    assert client.post("/v1/links", content=big, headers=headers).status_code == 413
+
+
+async def test_api_status_and_revocation(service, client, writer, clock):
+    """GET /v1/links/{jti} reports the state; revoke by jti and by subject."""
+    minted = client.post(
+        "/v1/links", json={"action": "invite", "sub": "u"}, headers=bearer(writer)
+    ).json()
+    status = client.get(f"/v1/links/{minted['jti']}", headers=bearer(writer)).json()
+    assert status["state"] == "issued"
+    assert client.get("/v1/links/unknown", headers=bearer(writer)).status_code == 404
+    revoked = client.post(
+        "/v1/links/revoke", json={"jti": minted["jti"]}, headers=bearer(writer)
+    )
+    assert revoked.status_code == 200
+    assert client.get(f"/a/{minted['token']}").status_code == 400
+    status = client.get(f"/v1/links/{minted['jti']}", headers=bearer(writer)).json()
+    assert status["state"] == "revoked"
+    assert [a["reason"] for a in status["rejected_attempts"]] == ["revoked"]
+    other = client.post(
+        "/v1/links",
+        json={"action": "email-confirm", "sub": "v"},
+        headers=bearer(writer),
+    ).json()
+    clock.advance(timedelta(seconds=1))  # revocation covers links issued before now
+    assert (
+        client.post(
+            "/v1/links/revoke", json={"sub": "v"}, headers=bearer(writer)
+        ).status_code
+        == 200
+    )
+    assert client.get(f"/a/{other['token']}").status_code == 400
+    assert (
+        client.post("/v1/links/revoke", json={}, headers=bearer(writer)).json()["field"]
+        == "jti"
+    )
