@@ -384,8 +384,12 @@ class ActionRegistry:
                 claims = self.verify(token, action=action, ignore_state=True)
             else:
                 claims = await self._verify_with_state(token, action, state)
-            await self._check_revocation(claims)
-            entry = await self._ledger.lookup(claims.token_id)
+            entry = await self._ledger.standing(
+                claims.token_id,
+                subject=claims.subject,
+                action=claims.action,
+                issued_at=claims.issued_at,
+            )
             if entry is not None:
                 self._raise_for_entry(claims, entry.state, entry.at)
         except TokenError as exc:

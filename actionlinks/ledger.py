@@ -77,6 +77,16 @@ class Ledger(Protocol):
         """Whether a token of ``subject`` for ``action`` issued then is revoked."""
         ...
 
+    async def standing(
+        self, token_id: str, *, subject: str, action: str, issued_at: datetime
+    ) -> LedgerEntry | None:
+        """What stands against a token, in one round trip.
+
+        Its own use or revocation, else a revocation of its subject (as a
+        ``revoked`` entry).
+        """
+        ...
+
 
 class MemoryLedger:
     """A ledger in this process's memory, for tests and single-process use."""
@@ -145,8 +155,27 @@ class MemoryLedger:
         self, subject: str, *, action: str, issued_at: datetime
     ) -> bool:
         """Whether a revocation of the subject covers this token."""
+        return self._subject_revocation(subject, action, issued_at) is not None
+
+    def _subject_revocation(
+        self, subject: str, action: str, issued_at: datetime
+    ) -> datetime | None:
         for key in ((subject, action), (subject, ALL_ACTIONS)):
             found = self._revocations.get(key)
             if found is not None and issued_at < found[0]:
-                return True
-        return False
+                return found[0]
+        return None
+
+    async def standing(
+        self, token_id: str, *, subject: str, action: str, issued_at: datetime
+    ) -> LedgerEntry | None:
+        """The token's own entry, else its subject's revocation."""
+        entry = self._entries.get(token_id)
+        if entry is not None:
+            return entry
+        revoked = self._subject_revocation(subject, action, issued_at)
+        if revoked is None:
+            return None
+        return LedgerEntry(
+            token_id=token_id, state="revoked", at=revoked, expires_at=revoked
+        )

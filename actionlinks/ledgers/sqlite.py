@@ -132,6 +132,36 @@ class SqliteLedger:
         )
         return row is not None
 
+    async def standing(
+        self, token_id: str, *, subject: str, action: str, issued_at: datetime
+    ) -> LedgerEntry | None:
+        """The token's own entry, else its subject's revocation, in one query."""
+        row = await self._database.fetchone(
+            "SELECT u.state, u.at, u.expires_at, (SELECT max(revoked_before) "
+            "FROM ledger_revocations WHERE subject = ? AND action IN (?, '') "
+            "AND revoked_before > ?) FROM (SELECT 1) "
+            "LEFT JOIN ledger_uses AS u ON u.token_id = ?",
+            (subject, action, issued_at.timestamp(), token_id),
+        )
+        if row is None:  # pragma: no cover - the query always yields one row
+            return None
+        state, at, expires_at, revoked_before = row
+        if state is not None:
+            return LedgerEntry(
+                token_id=token_id,
+                state="revoked" if state == "revoked" else "used",
+                at=_instant(at),
+                expires_at=_instant(expires_at),
+            )
+        if revoked_before is None:
+            return None
+        return LedgerEntry(
+            token_id=token_id,
+            state="revoked",
+            at=_instant(revoked_before),
+            expires_at=_instant(revoked_before),
+        )
+
     async def _purge(self, now: datetime) -> None:
         if now - self._last_purge < _PURGE_EVERY:
             return

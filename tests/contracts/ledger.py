@@ -122,3 +122,27 @@ class LedgerContract:
         await backend.consume("new", expires_at=clock.now() + timedelta(minutes=1))
         assert await backend.lookup("old") is None
         assert await backend.lookup("new") is not None
+
+    async def test_standing_reports_use_then_subject_revocation(self, backend, clock):
+        """standing() gives the token's own entry first, else its subject's."""
+        now = clock.now()
+        issued = now - timedelta(seconds=5)
+        expires = now + timedelta(minutes=5)
+        assert (
+            await backend.standing("t", subject="u", action="a", issued_at=issued)
+            is None
+        )
+        await backend.revoke_subject(
+            "u", action="a", before=now, until=now + timedelta(days=1)
+        )
+        revoked = await backend.standing("t", subject="u", action="a", issued_at=issued)
+        assert revoked.state == "revoked"
+        assert (
+            await backend.standing(
+                "t", subject="u", action="a", issued_at=now + timedelta(seconds=1)
+            )
+            is None
+        )
+        await backend.consume("t", expires_at=expires)
+        used = await backend.standing("t", subject="u", action="a", issued_at=issued)
+        assert used.state == "used"

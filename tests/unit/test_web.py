@@ -551,3 +551,31 @@ async def test_api_status_and_revocation(service, client, writer, clock):
         client.post("/v1/links/revoke", json={}, headers=bearer(writer)).json()["field"]
         == "jti"
     )
+
+
+async def test_app_mounts_inside_a_users_app_with_python_handlers(tmp_path, clock):
+    """Library mode: the app under /links of another app runs Python handlers."""
+    from starlette.applications import Starlette
+    from starlette.routing import Mount
+
+    settings = Settings(home=tmp_path, base_url=f"{BASE}/links", issuer=BASE)
+    initialize(settings, clock=clock)
+    verified = []
+
+    async def confirm(claims, form):
+        verified.append(claims.subject)
+
+    async with Service.open(settings, clock=clock) as service:
+        service.registry.declare(
+            Action(name="email-confirm", ttl=timedelta(hours=1), handler=confirm)
+        )
+        outer = Starlette(routes=[Mount("/links", create_app(service))])
+        link = await mint(service, sub="ada")
+        assert link.url.startswith(f"{BASE}/links/a/")
+        with TestClient(outer) as client:
+            page = client.get(f"/links/a/{link.token}")
+            assert f'action="/links/a/{link.token}"' in page.text
+            assert 'href="/links/static/actionlinks.css"' in page.text
+            done = client.post(f"/links/a/{link.token}", data={"nonce": nonce_of(page)})
+            assert done.status_code == 200
+    assert verified == ["ada"]
