@@ -59,9 +59,9 @@ def test_version_comes_from_the_installed_metadata():
 def test_importing_tokens_loads_no_io_library_or_higher_layer():
     """actionlinks.tokens stays pure: no web, CLI, SQLite, HTTP or mail imports."""
     code = (
-        "import sys, actionlinks.tokens; "
-        "print(','.join(sorted(m for m in sys.modules if m.split('.')[0] in "
-        "{'starlette','httpx','aiosmtplib','jinja2','sqlite3','_sqlite3','anyio',"
+        "import sys; before = set(sys.modules); import actionlinks.tokens; "
+        "print(','.join(sorted(m for m in set(sys.modules) - before if m.split('.')[0] "
+        "in {'starlette','httpx','aiosmtplib','jinja2','sqlite3','_sqlite3','anyio',"
         "'uvicorn'} or m in {'actionlinks.web','actionlinks.cli',"
         "'actionlinks.service','actionlinks.ledgers.sqlite','actionlinks.settings'})))"
     )
@@ -74,9 +74,10 @@ def test_importing_tokens_loads_no_io_library_or_higher_layer():
 def test_importing_the_facade_stays_light():
     """`import actionlinks` loads neither the web app nor the CLI."""
     code = (
-        "import sys, actionlinks; "
+        "import sys; before = set(sys.modules); import actionlinks; "
         "print(any(m.split('.')[0] in {'starlette','uvicorn','httpx','aiosmtplib'} "
-        "or m in {'actionlinks.cli','actionlinks.web'} for m in sys.modules))"
+        "or m in {'actionlinks.cli','actionlinks.web'} "
+        "for m in set(sys.modules) - before))"
     )
     out = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, check=True

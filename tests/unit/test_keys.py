@@ -195,3 +195,67 @@ def test_issuer_without_a_signer_for_its_algorithm_fails_at_construction():
     with pytest.raises(ConfigurationError, match="no active HS256"):
         TokenIssuer(ring, issuer="https://x.test")
     assert TokenIssuer(ring, issuer="https://x.test", algorithm="EdDSA")
+
+
+def _valid_jwk(**changes):
+    jwk = (
+        KeyRing.generate(created_at=NOW, algorithms=("HS256",)).keys[0].to_private_jwk()
+    )
+    jwk.update(changes)
+    return {k: v for k, v in jwk.items() if v is not None}
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {"created": 7},
+        {"created": "yesterday"},
+        {"created": "2026-01-01T00:00:00"},
+        {"status": "dormant"},
+        {"kid": ""},
+        {"kid": "k" * 65},
+        {"alg": 7},
+        {"k": None},
+        {"k": "c2hvcnQ"},
+    ],
+)
+def test_invalid_key_entries_are_key_file_errors(changes):
+    """Every field of a key entry is checked; errors never echo the secret."""
+    jwk = _valid_jwk(**changes)
+    with pytest.raises(KeyFileError) as caught:
+        SigningKey.from_jwk(jwk)
+    if "k" in jwk:
+        assert jwk["k"] not in str(caught.value)
+
+
+def test_wrong_curve_and_public_only_keys_are_refused():
+    """An ES256 entry must be a private P-256 key."""
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from jwt.algorithms import ECAlgorithm
+
+    p384 = dict(
+        ECAlgorithm.to_jwk(ec.generate_private_key(ec.SECP384R1()), as_dict=True)
+    )
+    with pytest.raises(KeyFileError):
+        SigningKey.from_jwk({**p384, "kid": "a", "alg": "ES256"})
+    public = KeyRing.generate(created_at=NOW, algorithms=("ES256",)).jwks()["keys"][0]
+    with pytest.raises(KeyFileError, match="private part"):
+        SigningKey.from_jwk(public)
+
+
+@pytest.mark.parametrize(
+    ("algorithm", "private"),
+    [("HS256", "not-bytes"), ("EdDSA", b"x" * 32), ("ES256", b"x" * 32)],
+)
+def test_key_material_must_match_the_algorithm(algorithm, private):
+    """SigningKey refuses material of another kind for its algorithm."""
+    with pytest.raises(ConfigurationError):
+        SigningKey("k", algorithm=algorithm, private=private, created_at=NOW)
+
+
+def test_unreadable_keys_file_is_a_key_file_error(tmp_path):
+    """A keys path that is a directory gives a KeyFileError."""
+    path = tmp_path / "keys.json"
+    path.mkdir(mode=0o700)
+    with pytest.raises(KeyFileError, match="cannot read"):
+        load_keyring(path)

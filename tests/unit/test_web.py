@@ -579,3 +579,149 @@ async def test_app_mounts_inside_a_users_app_with_python_handlers(tmp_path, cloc
             done = client.post(f"/links/a/{link.token}", data={"nonce": nonce_of(page)})
             assert done.status_code == 200
     assert verified == ["ada"]
+
+
+async def test_chunked_body_over_the_limit_is_413(service, client):
+    """Without a Content-Length the cap still applies while streaming."""
+    link = await mint(service)
+
+    def chunks():
+        for _ in range(20):
+            yield b"a" * 8192
+
+    response = client.post(
+        path(link),
+        content=chunks(),
+        headers={"content-type": "application/x-www-form-urlencoded"},
+    )
+    assert response.status_code == 413
+
+
+async def test_malformed_multipart_and_files_are_400(service, client):
+    """Broken multipart bodies (parsed as empty: no nonce) and uploads are refused."""
+    link = await mint(service)
+    broken = client.post(
+        path(link),
+        content=b"--b\r\nnonsense",
+        headers={"content-type": "multipart/form-data; boundary=b"},
+    )
+    assert broken.status_code in (400, 403)
+    upload = client.post(path(link), files={"nonce": ("n.txt", b"x", "text/plain")})
+    assert upload.status_code == 400
+    assert await used(service, link) is None
+
+
+async def test_json_clients_get_form_failures_and_renewal_offers_as_json(
+    service, client, clock
+):
+    """403 form failures and 410 renewal offers come as JSON when asked."""
+
+    async def renew(link):
+        pass
+
+    service.registry.declare(
+        Action(name="magic-signin", ttl=timedelta(minutes=15), renew=renew)
+    )
+    headers = {"Accept": "application/json"}
+    link = await mint(service, "magic-signin")
+    refused = client.post(path(link), data={}, headers=headers)
+    assert refused.json() == {"status": "error", "error": "invalid_form"}
+    clock.advance(timedelta(hours=1))
+    expired = client.get(path(link), headers=headers).json()
+    assert expired["error"] == "expired"
+    renewed = client.post(
+        "/renew", data={"renewal": expired["renewal"]}, headers=headers
+    )
+    assert renewed.json() == {"status": "ok", "action": "magic-signin"}
+
+
+async def test_renewal_refuses_bodies_and_actions_without_delivery(
+    service, client, clock
+):
+    """Oversized renewal bodies are 413; a renewal for an action that lost its
+    delivery is 400; a ledger outage is 503."""
+
+    async def renew(link):
+        pass
+
+    service.registry.declare(
+        Action(name="magic-signin", ttl=timedelta(minutes=15), renew=renew)
+    )
+    link = await mint(service, "magic-signin")
+    clock.advance(timedelta(hours=1))
+    offer = client.get(path(link), headers={"Accept": "application/json"}).json()
+    assert client.post("/renew", content=b"x" * 70_000).status_code == 413
+    service.registry.declare(Action(name="magic-signin", ttl=timedelta(minutes=15)))
+    assert client.post("/renew", data={"renewal": offer["renewal"]}).status_code == 400
+    service.registry.declare(
+        Action(name="magic-signin", ttl=timedelta(minutes=15), renew=renew)
+    )
+    service.database.close()
+    assert client.post("/renew", data={"renewal": offer["renewal"]}).status_code == 503
+
+
+async def test_failed_delivery_of_a_renewed_link_says_try_again(service, client, clock):
+    """If the new link cannot be delivered the page is a 502, not a 500."""
+    from actionlinks.errors import WebhookDeliveryError
+
+    async def renew(link):
+        raise WebhookDeliveryError("down", status_code=500)
+
+    service.registry.declare(
+        Action(name="magic-signin", ttl=timedelta(minutes=15), renew=renew)
+    )
+    link = await mint(service, "magic-signin")
+    clock.advance(timedelta(hours=1))
+    offer = client.get(path(link), headers={"Accept": "application/json"}).json()
+    assert client.post("/renew", data={"renewal": offer["renewal"]}).status_code == 502
+
+
+async def test_one_click_on_a_revoked_link_is_refused(service, client):
+    """RFC 8058 POSTs go through the same checks: a revoked link is a 400."""
+    link = await mint(service, "unsubscribe")
+    await service.registry.revoke(link.claims.token_id)
+    response = client.post(path(link), data={"List-Unsubscribe": "One-Click"})
+    assert response.status_code == 400
+
+
+def test_favicon_is_an_empty_answer(client):
+    """Browsers asking for a favicon get 204, not a 404 in their console."""
+    assert client.get("/favicon.ico").status_code == 204
+
+
+async def test_handler_url_actions_get_a_webhook_handler_at_start(service):
+    """The lifespan wires handler_url actions; one without a secret fails start."""
+    from actionlinks.webhooks import WebhookHandler, generate_secret
+
+    service.registry.declare(
+        Action(
+            name="invite",
+            ttl=timedelta(days=1),
+            handler_url="https://app.example.test/hooks",
+            handler_secret=generate_secret(),
+        )
+    )
+    with TestClient(create_app(service)):
+        invite = service.registry.get("invite")
+        assert isinstance(invite.handler, WebhookHandler)
+        assert invite.renew is not None
+    service.registry.declare(
+        Action(
+            name="invite",
+            ttl=timedelta(days=1),
+            handler_url="https://app.example.test/hooks",
+        )
+    )
+    app = create_app(service)
+    with pytest.raises(ConfigurationError, match="handler_secret"), TestClient(app):
+        pass
+
+
+def test_app_from_env_serves_the_home_and_closes_it(tmp_path, monkeypatch, clock):
+    """The uvicorn factory builds settings from the environment."""
+    from actionlinks.web import app_from_env
+
+    initialize(Settings(home=tmp_path), clock=clock)
+    monkeypatch.setenv("ACTIONLINKS_HOME", str(tmp_path))
+    with TestClient(app_from_env()) as client:
+        assert client.get("/healthz").json() == {"status": "ok"}

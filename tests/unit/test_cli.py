@@ -1,0 +1,132 @@
+"""The CLI in process (actionlinks.cli.run), for speed; the installed command
+is exercised in tests/integration/test_cli.py."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from actionlinks.cli import run
+
+
+@pytest.fixture
+def home(tmp_path, capsys):
+    assert run(["init"], {"ACTIONLINKS_HOME": str(tmp_path)}) == 0
+    capsys.readouterr()
+    return tmp_path
+
+
+def cli(home, capsys, *argv, env=None):
+    code = run(list(argv), {"ACTIONLINKS_HOME": str(home), **(env or {})})
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_mint_verify_and_revoke_round_trip(home, capsys):
+    """mint prints a URL verify accepts; revoke --jti makes it rejected."""
+    code, out, _ = cli(home, capsys, "mint", "invite", "--sub", "u", "--json")
+    minted = json.loads(out)
+    assert code == 0
+    code, out, _ = cli(home, capsys, "verify", minted["url"])
+    assert code == 0
+    assert "invite for u" in out
+    assert cli(home, capsys, "revoke", "--jti", minted["jti"])[0] == 0
+    code, _, err = cli(home, capsys, "verify", minted["token"])
+    assert code == 1
+    assert err.startswith("actionlinks: rejected: the link was revoked")
+
+
+def test_revoke_by_subject_and_action(home, capsys):
+    """revoke --sub S --action A revokes that action's links only."""
+    _, out, _ = cli(home, capsys, "mint", "invite", "--sub", "s", "--json")
+    invite = json.loads(out)["url"]
+    _, out, _ = cli(home, capsys, "mint", "email-confirm", "--sub", "s", "--json")
+    confirm = json.loads(out)["url"]
+    code, out, _ = cli(home, capsys, "revoke", "--sub", "s", "--action", "invite")
+    assert code == 0
+    assert "invite links of s" in out
+    assert cli(home, capsys, "verify", invite)[0] == 1
+    assert cli(home, capsys, "verify", confirm)[0] == 0
+    assert cli(home, capsys, "revoke", "--jti", "x", "--action", "invite")[0] == 2
+
+
+def test_tokens_issue_and_revoke(home, capsys):
+    """tokens issue prints an access token; --json gives jti, scope and expiry."""
+    code, out, _ = cli(
+        home, capsys, "tokens", "issue", "--scope", "links:read", "--json"
+    )
+    issued = json.loads(out)
+    assert code == 0
+    assert issued["scope"] == "links:read"
+    assert issued["expires_at"].endswith("Z")
+    code, out, _ = cli(
+        home, capsys, "tokens", "issue", "--scope", "links:write", "--ttl", "1d"
+    )
+    assert out.count(".") == 2
+    assert cli(home, capsys, "tokens", "revoke", issued["jti"])[0] == 0
+    with pytest.raises(SystemExit) as caught:
+        cli(home, capsys, "tokens", "issue", "--scope", "admin")
+    assert caught.value.code == 2
+
+
+def test_access_token_is_not_a_link(home, capsys):
+    """verify refuses an API access token (another typ)."""
+    _, out, _ = cli(home, capsys, "tokens", "issue", "--scope", "links:read")
+    code, _, err = cli(home, capsys, "verify", out.strip())
+    assert code == 1
+    assert "another kind" in err or "unknown action" in err
+
+
+def test_keys_list_rotate_retire_and_jwks(home, capsys):
+    """keys list shows three signers; rotate adds one; retire removes the old."""
+    code, out, _ = cli(home, capsys, "keys", "list")
+    assert code == 0
+    assert len(out.strip().splitlines()) == 3
+    _, out, _ = cli(home, capsys, "keys", "list", "--json")
+    old = next(row["kid"] for row in json.loads(out) if row["alg"] == "ES256")
+    assert cli(home, capsys, "keys", "rotate", "--alg", "ES256")[0] == 0
+    assert cli(home, capsys, "keys", "retire", old)[0] == 0
+    _, out, _ = cli(home, capsys, "keys", "jwks")
+    kids = {k["kid"] for k in json.loads(out)["keys"]}
+    assert old not in kids
+    assert len(kids) == 2
+
+
+def test_state_is_bound_and_checked(home, capsys):
+    """mint --state binds; verify --state checks; without it the note says so."""
+    _, url, _ = cli(
+        home, capsys, "mint", "password-reset", "--sub", "u", "--state", "h1"
+    )
+    assert cli(home, capsys, "verify", url.strip(), "--state", "h1")[0] == 0
+    assert cli(home, capsys, "verify", url.strip(), "--state", "h2")[0] == 1
+    _, out, _ = cli(home, capsys, "verify", url.strip(), "--json")
+    assert json.loads(out)["state_bound"] is True
+
+
+def test_configuration_errors_exit_2(home, capsys):
+    """Unknown actions and too-long lifetimes are usage errors."""
+    code, _, err = cli(home, capsys, "mint", "nope", "--sub", "u")
+    assert code == 2
+    assert "unknown action" in err
+    code, _, err = cli(
+        home, capsys, "mint", "magic-signin", "--sub", "u", "--ttl", "2h"
+    )
+    assert code == 2
+    assert "ttl" in err
+
+
+def test_unavailable_database_exits_3(home, capsys):
+    """A database that cannot be opened is exit 3, not a traceback."""
+    (home / "actionlinks.db").mkdir()
+    code, _, err = cli(home, capsys, "mint", "invite", "--sub", "u")
+    assert code == 3
+    assert err.startswith("actionlinks: unavailable:")
+
+
+def test_serve_refuses_bad_ports_before_starting(home, capsys):
+    """serve checks its arguments before it binds anything."""
+    code, _, err = cli(home, capsys, "serve", "--port", "0")
+    assert code == 2
+    assert "--port" in err
+    assert cli(home, capsys, "serve", "--workers", "0")[0] == 2

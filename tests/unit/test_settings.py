@@ -1,0 +1,172 @@
+"""Settings from the config file and the environment (actionlinks.settings)."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+
+from actionlinks.errors import ConfigurationError
+from actionlinks.settings import Secret, Settings, default_config, parse_duration
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"),
+    [
+        ("90", 90),
+        ("30s", 30),
+        ("15m", 900),
+        ("2h", 7200),
+        ("7d", 604800),
+        ("1w", 604800),
+        (" 5M ", 300),
+    ],
+)
+def test_durations_parse(text, seconds):
+    """Plain seconds or a unit suffix."""
+    assert parse_duration(text) == timedelta(seconds=seconds)
+
+
+@pytest.mark.parametrize(
+    "text", ["", "0", "0m", "soon", "-5", "1.5h", "5y", "9999999999"]
+)
+def test_bad_durations_are_refused(text):
+    """Anything else is a configuration error, not a ValueError."""
+    with pytest.raises(ConfigurationError):
+        parse_duration(text)
+
+
+def test_defaults_follow_the_design(tmp_path):
+    """Base URL, issuer, SQLite in the home, leeway 30 s, the retry schedules."""
+    settings = Settings.from_env({}, cwd=tmp_path)
+    assert settings.home == tmp_path.resolve()
+    assert settings.base_url == "http://127.0.0.1:8000"
+    assert settings.issuer == settings.base_url
+    assert settings.database_url == f"sqlite:///{tmp_path.resolve() / 'actionlinks.db'}"
+    assert settings.leeway == timedelta(seconds=30)
+    assert settings.smtp_host == "localhost"
+    assert settings.smtp_port == 25
+    assert settings.smtp_tls == "none"
+    assert [int(d.total_seconds()) for d in settings.webhook_retry_schedule] == [
+        0,
+        5,
+        300,
+        1800,
+        7200,
+        18000,
+        36000,
+        36000,
+    ]
+    assert settings.keys_path == tmp_path.resolve() / "keys.json"
+
+
+def test_environment_overrides_the_config_file(tmp_path):
+    """ACTIONLINKS_* beats actionlinks.toml; the issuer follows the base URL."""
+    (tmp_path / "actionlinks.toml").write_text(default_config("https://file.example"))
+    from_file = Settings.from_env({"ACTIONLINKS_HOME": str(tmp_path)})
+    assert from_file.base_url == "https://file.example"
+    settings = Settings.from_env(
+        {
+            "ACTIONLINKS_HOME": str(tmp_path),
+            "ACTIONLINKS_BASE_URL": "https://env.example",
+            "ACTIONLINKS_LEEWAY": "10",
+            "ACTIONLINKS_SMTP_PORT": "587",
+            "ACTIONLINKS_SMTP_TLS": "starttls",
+            "ACTIONLINKS_SMTP_PASSWORD": "hunter2",
+            "ACTIONLINKS_WEBHOOK_ALLOW_PRIVATE": "1",
+            "ACTIONLINKS_MAIL_RETRY_SCHEDULE": "0,10",
+            "ACTIONLINKS_REDIRECT_ORIGINS": "https://a.example, https://b.example",
+        }
+    )
+    assert settings.base_url == "https://env.example"
+    assert settings.issuer == "https://env.example"
+    assert settings.leeway == timedelta(seconds=10)
+    assert settings.smtp_port == 587
+    assert settings.smtp_tls == "starttls"
+    assert settings.smtp_password.reveal() == "hunter2"
+    assert "hunter2" not in repr(settings)
+    assert settings.webhook_allow_private is True
+    assert settings.mail_retry_schedule == (timedelta(0), timedelta(seconds=10))
+    assert settings.redirect_origins == ("https://a.example", "https://b.example")
+
+
+@pytest.mark.parametrize(
+    "env",
+    [
+        {"ACTIONLINKS_BASEURL": "x"},
+        {"ACTIONLINKS_BASE_URL": "ftp://x"},
+        {"ACTIONLINKS_LEEWAY": "301"},
+        {"ACTIONLINKS_LEEWAY": "-1"},
+        {"ACTIONLINKS_SMTP_PORT": "0"},
+        {"ACTIONLINKS_SMTP_TLS": "ssl"},
+        {"ACTIONLINKS_DATABASE_URL": "mysql://x"},
+        {"ACTIONLINKS_WEBHOOK_RETRY_SCHEDULE": "1,x"},
+        {"ACTIONLINKS_WEBHOOK_RETRY_SCHEDULE": "-1"},
+    ],
+)
+def test_invalid_settings_are_configuration_errors(tmp_path, env):
+    """Every bad value names itself in a ConfigurationError."""
+    with pytest.raises(ConfigurationError):
+        Settings.from_env({"ACTIONLINKS_HOME": str(tmp_path), **env})
+
+
+def test_actions_are_declared_and_adjusted_in_the_config_file(tmp_path):
+    """[actions.NAME] adds actions and adjusts built-ins, keeping their traits."""
+    (tmp_path / "actionlinks.toml").write_text(
+        "[actions.password-reset]\nttl = '10m'\n"
+        "[actions.unsubscribe]\nttl = '400d'\n"
+        "[actions.beta-access]\nttl = '2h'\nmax_ttl = '1d'\nrevokes_previous = true\n"
+        "handler_url = 'https://app.example/hooks'\nredirect = 'https://app.example/ok'\n"
+    )
+    actions = {
+        a.name: a
+        for a in Settings.from_env({"ACTIONLINKS_HOME": str(tmp_path)}).actions
+    }
+    assert actions["password-reset"].ttl == timedelta(minutes=10)
+    assert actions["password-reset"].purpose.max_ttl == timedelta(hours=2)
+    assert actions["password-reset"].revokes_previous is True
+    assert actions["unsubscribe"].one_click is True
+    assert actions["unsubscribe"].purpose.max_ttl == timedelta(days=400)
+    beta = actions["beta-access"]
+    assert (beta.ttl, beta.purpose.max_ttl) == (timedelta(hours=2), timedelta(days=1))
+    assert beta.revokes_previous is True
+    assert beta.handler_url == "https://app.example/hooks"
+    assert beta.redirect == "https://app.example/ok"
+    assert "email-confirm" in actions
+
+
+@pytest.mark.parametrize(
+    "toml",
+    [
+        "actions = 3",
+        "[actions.new-one]\none_time = false\n",
+        "[actions.invite]\ncolour = 'blue'\n",
+        "[actions.invite]\nhandler_url = 7\n",
+        "[actions.Bad_Name]\nttl = '1h'\n",
+        "[actions.unsubscribe]\none_time = true\n",
+        "base_url = [unterminated",
+        "unknown_key = 1",
+    ],
+)
+def test_invalid_config_files_are_configuration_errors(tmp_path, toml):
+    """A broken or unknown config entry is refused with a clear error."""
+    (tmp_path / "actionlinks.toml").write_text(toml)
+    with pytest.raises(ConfigurationError):
+        Settings.from_env({"ACTIONLINKS_HOME": str(tmp_path)})
+
+
+def test_secret_never_shows_itself():
+    """Secret's repr and str are masked; equality compares values."""
+    secret = Secret("s3cret")
+    assert "s3cret" not in repr(secret)
+    assert "s3cret" not in str(secret)
+    assert secret == Secret("s3cret")
+    assert secret != Secret("other")
+    assert hash(secret) == hash(Secret("s3cret"))
+
+
+def test_sqlite_path_is_refused_for_postgresql(tmp_path):
+    """A PostgreSQL URL has no SQLite path (that backend arrives later)."""
+    settings = Settings(home=tmp_path, database_url="postgresql://localhost/test")
+    with pytest.raises(ConfigurationError):
+        _ = settings.sqlite_path
