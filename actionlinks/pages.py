@@ -137,15 +137,20 @@ def check_form(text: PageText, form: Mapping[str, str]) -> dict[str, str] | str:
 class PageRenderer:
     """Renders the pages with autoescaping, from one template folder."""
 
-    __slots__ = ("_environment",)
+    __slots__ = ("_confirm", "_environment")
 
     def __init__(self, directory: Path | None = None) -> None:
-        """Load templates from ``directory`` (the packaged ones by default)."""
+        """Load templates from ``directory`` (the packaged ones by default).
+
+        Templates are read once; edits take effect when the service restarts.
+        """
         self._environment = jinja2.Environment(
             loader=jinja2.FileSystemLoader(directory or templates_dir()),
             autoescape=True,
             undefined=jinja2.StrictUndefined,
+            auto_reload=False,
         )
+        self._confirm: dict[str, jinja2.Template] = {}
 
     def render(self, name: str, context: Mapping[str, Any]) -> str:
         """Render ``pages/{name}.html``."""
@@ -153,7 +158,10 @@ class PageRenderer:
 
     def render_confirm(self, action: str, context: Mapping[str, Any]) -> str:
         """Render the action's own confirmation page, or the generic one."""
-        template = self._environment.select_template(
-            [f"pages/confirm-{action}.html", "pages/confirm.html"]
-        )
+        template = self._confirm.get(action)
+        if template is None:
+            template = self._environment.select_template(
+                [f"pages/confirm-{action}.html", "pages/confirm.html"]
+            )
+            self._confirm[action] = template
         return template.render(context)

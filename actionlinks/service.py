@@ -6,18 +6,21 @@ pass its parts down; nothing below this module reads files or settings.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Self
 
 from actionlinks.access import AccessTokens
 from actionlinks.actions import ActionRegistry
 from actionlinks.database import SqliteDatabase
-from actionlinks.errors import ConfigurationError, KeyFileError
+from actionlinks.errors import ConfigurationError, KeyFileError, LedgerUnavailableError
 from actionlinks.keys import KeyRing, load_keyring, save_keyring
 from actionlinks.ledgers.sqlite import SqliteLedger
 from actionlinks.settings import default_config
 from actionlinks.store import SqliteLinkStore
 from actionlinks.tokens import TokenIssuer
+
+_log = logging.getLogger("actionlinks")
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -121,8 +124,13 @@ class Service:
         )
 
     def close(self) -> None:
-        """Close the database."""
-        self.database.close()
+        """Write the pending views (best effort) and close the database."""
+        try:
+            self.store.flush_now()
+        except LedgerUnavailableError as exc:
+            _log.warning("pending link views were not recorded: %s", exc)
+        finally:
+            self.database.close()
 
     async def __aenter__(self) -> Self:
         """Use the service as an async context manager that closes it."""

@@ -10,7 +10,7 @@ service; :meth:`SqliteLinkStore.status` answers ``GET /v1/links/{jti}``.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Literal, TypeAlias
 
 if TYPE_CHECKING:
@@ -42,6 +42,9 @@ CREATE TABLE IF NOT EXISTS link_attempts (
 CREATE INDEX IF NOT EXISTS link_attempts_token ON link_attempts (token_id);
 """
 _ATTEMPTS_SHOWN = 50
+_VIEWS_BATCH = 64
+_VIEWS_EVERY = timedelta(seconds=1)
+_RECORD_VIEW = "UPDATE links SET viewed_at = ? WHERE token_id = ? AND viewed_at IS NULL"
 
 
 def _instant(seconds: float | None) -> datetime | None:
@@ -75,18 +78,25 @@ class LinkStatus:
 class SqliteLinkStore:
     """Link status in the SQLite database.
 
+    Views are written behind, in batches (every 64 views or every second, and
+    before any status is read): scanners open a link many times, and a write
+    per view would cost more than everything else the page does. A crash may
+    lose the last second of "viewed" stamps, never a use or a revocation.
+
     Args:
         database: the open database (its owner closes it).
         clock: stamps each event and decides expiry.
     """
 
-    __slots__ = ("_clock", "_database")
+    __slots__ = ("_clock", "_database", "_last_flush", "_pending_views")
 
     def __init__(self, database: SqliteDatabase, *, clock: Clock) -> None:
         """Create the tables if needed."""
         database.create_schema(_SCHEMA)
         self._database = database
         self._clock = clock
+        self._pending_views: dict[str, float] = {}
+        self._last_flush = clock.now()
 
     def __repr__(self) -> str:
         """Name the database."""
@@ -110,11 +120,34 @@ class SqliteLinkStore:
         )
 
     async def viewed(self, token_id: str) -> None:
-        """Record the first view of the confirmation page."""
-        await self._database.execute(
-            "UPDATE links SET viewed_at = ? WHERE token_id = ? AND viewed_at IS NULL",
-            (self._now(), token_id),
-        )
+        """Record a view of the confirmation page (written behind, in batches)."""
+        self._pending_views.setdefault(token_id, self._now())
+        if (
+            len(self._pending_views) >= _VIEWS_BATCH
+            or self._clock.now() - self._last_flush >= _VIEWS_EVERY
+        ):
+            await self.flush()
+
+    async def flush(self) -> None:
+        """Write the pending views.
+
+        Raises:
+            LedgerUnavailableError: the database failed (the views are dropped).
+        """
+        rows = self._take_views()
+        if rows:
+            await self._database.run(lambda c: c.executemany(_RECORD_VIEW, rows))
+
+    def flush_now(self) -> None:
+        """Write the pending views from synchronous code (at shutdown)."""
+        rows = self._take_views()
+        if rows:
+            self._database.run_now(lambda c: c.executemany(_RECORD_VIEW, rows))
+
+    def _take_views(self) -> list[tuple[float, str]]:
+        pending, self._pending_views = self._pending_views, {}
+        self._last_flush = self._clock.now()
+        return [(at, token_id) for token_id, at in pending.items()]
 
     async def used(self, token_id: str) -> None:
         """Record the (latest) use."""
@@ -162,6 +195,7 @@ class SqliteLinkStore:
         Raises:
             LedgerUnavailableError: the database failed.
         """
+        await self.flush()
         row = await self._database.fetchone(
             "SELECT action, subject, issued_at, expires_at, viewed_at, used_at, "
             "revoked_at FROM links WHERE token_id = ?",

@@ -15,6 +15,8 @@ URL only; nothing here reads the Host header.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import hmac
 import logging
 import os
 import secrets
@@ -230,21 +232,23 @@ class LinkSite:
         self.service = service
         self.metrics = metrics
         self.renderer = PageRenderer()
-        secrets_oldest_first = [key.derive_secret(b"forms") for key in service.keys]
-        signer = {"clock": service.clock}
-        self.forms = itsdangerous.URLSafeTimedSerializer(
-            secrets_oldest_first,
-            salt="actionlinks.confirm",
-            signer=ClockSigner,
-            signer_kwargs=signer,
+        # One derived secret per key and purpose, newest last (itsdangerous signs
+        # with the last and verifies with all, so rotation keeps open forms).
+        self.nonces = ClockSigner(
+            [key.derive_secret(b"forms/confirm") for key in service.keys],
+            clock=service.clock,
+            key_derivation="none",
+            digest_method=hashlib.sha256,
         )
         self.renewals = itsdangerous.URLSafeTimedSerializer(
-            secrets_oldest_first,
-            salt="actionlinks.renew",
+            [key.derive_secret(b"forms/renew") for key in service.keys],
             signer=ClockSigner,
-            signer_kwargs=signer,
+            signer_kwargs={
+                "clock": service.clock,
+                "key_derivation": "none",
+                "digest_method": hashlib.sha256,
+            },
         )
-        self.client: httpx.AsyncClient | None = None
 
     # --- responses ------------------------------------------------------------
 
@@ -340,7 +344,7 @@ class LinkSite:
         status: int,
         problem: str | None,
     ) -> Response:
-        nonce = self.forms.dumps(claims.token_id)
+        nonce = self.nonce_for(claims.token_id)
         if wants_json(request):
             return self._json(
                 status,
@@ -426,14 +430,18 @@ class LinkSite:
             request, "done", 200, {"title": text.title, "message": text.done}
         )
 
+    def nonce_for(self, token_id: str) -> str:
+        """The confirm form's nonce for the link ``token_id`` (one hour)."""
+        return self.nonces.sign(token_id).decode("ascii")
+
     def _is_valid_nonce(self, nonce: str, token_id: str) -> bool:
         try:
-            value = self.forms.loads(
+            value = self.nonces.unsign(
                 nonce, max_age=int(FORM_NONCE_MAX_AGE.total_seconds())
             )
         except itsdangerous.BadData:
             return False
-        return bool(value == token_id)
+        return hmac.compare_digest(value, token_id.encode())
 
     # --- renewal of expired links ----------------------------------------------
 
@@ -605,7 +613,6 @@ def create_app(service: Service, *, close_service: bool = False) -> Starlette:
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         async with httpx.AsyncClient(follow_redirects=False) as client:
-            site.client = client
             site.wire_webhook_handlers(client)
             try:
                 yield

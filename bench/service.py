@@ -205,7 +205,7 @@ async def _mint(env: dict[str, str], count: int) -> list[tuple[str, str]]:
             link = await service.registry.mint(
                 "email-confirm", subject="bench@example.test"
             )
-            result.append((link.token, site.forms.dumps(link.claims.token_id)))
+            result.append((link.token, site.nonce_for(link.claims.token_id)))
         return result
     finally:
         service.close()
