@@ -582,3 +582,96 @@ def test_signed_garbage_raises_only_token_errors(ring, header, payload):
     token = forge(header, raw, ring.signing_key("HS256"))
     with contextlib.suppress(TokenError):
         issuer.verify(token, RESET)
+
+
+# --- the fast path agrees with the strict path -----------------------------------
+
+
+def _outcome(issuer, token, purpose):
+    try:
+        return ("ok", issuer.verify(token, purpose))
+    except TokenError as exc:
+        return ("rejected", type(exc))
+
+
+def _strict_only(issuer):
+    strict = TokenIssuer(
+        issuer.keys,
+        issuer=issuer.issuer,
+        clock=issuer._clock,
+        leeway=timedelta(seconds=30),
+    )
+    strict._known = {}
+    return strict
+
+
+_MUTATION_ALPHABET = st.sampled_from([*"AZaz09-_.=+/ é\x00\xff", "%2E", "\u2028"])
+
+
+@settings(max_examples=500, deadline=None)
+@given(
+    algorithm=st.sampled_from(ALGORITHMS),
+    edits=st.lists(
+        st.tuples(
+            st.sampled_from(["insert", "delete", "replace"]),
+            st.integers(min_value=0, max_value=400),
+            _MUTATION_ALPHABET,
+        ),
+        max_size=3,
+    ),
+)
+def test_fast_path_accepts_and_rejects_exactly_like_the_strict_path(
+    ring, algorithm, edits
+):
+    """Differential: any edit of a real token gets the same outcome either way."""
+    clock = FrozenClock(ring.keys[0].created_at)
+    issuer = TokenIssuer(ring, issuer="https://links.example.test", clock=clock)
+    token = issuer.mint(RESET, subject="user:42", algorithm=algorithm).token
+    for kind, position, text in edits:
+        index = position % (len(token) + 1)
+        if kind == "insert":
+            token = token[:index] + text + token[index:]
+        elif kind == "delete":
+            token = token[:index] + token[index + 1 :]
+        else:
+            token = token[:index] + text + token[index + 1 :]
+    assert _outcome(issuer, token, RESET) == _outcome(
+        _strict_only(issuer), token, RESET
+    )
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    subject=st.text(min_size=1, max_size=40),
+    data=st.none()
+    | st.dictionaries(
+        st.text(max_size=8), st.integers() | st.text(max_size=8), max_size=4
+    ),
+    lifetime=st.integers(min_value=1, max_value=7200),
+)
+def test_pyjwt_encoded_tokens_are_accepted_like_our_own(ring, subject, data, lifetime):
+    """Differential with PyJWT: what it encodes from our claims verifies identically."""
+    clock = FrozenClock(ring.keys[0].created_at)
+    issuer = TokenIssuer(ring, issuer="https://links.example.test", clock=clock)
+    minted = issuer.mint(
+        RESET, subject=subject, data=data, ttl=timedelta(seconds=lifetime)
+    )
+    header, payload = parts(minted.token)
+    secret = unb64(ring.signing_key("HS256").to_private_jwk()["k"])
+    theirs = jwt.encode(payload, secret, algorithm="HS256", headers=header)
+    assert theirs == minted.token
+    assert issuer.verify(theirs, RESET) == minted.claims
+    decoded = jwt.decode(
+        theirs,
+        secret,
+        algorithms=["HS256"],
+        options={"verify_exp": False, "verify_iat": False},
+    )
+    assert decoded == payload
+
+
+def test_non_ascii_signature_is_malformed_not_a_type_error(issuer):
+    """A non-ASCII character in the signature never escapes as a TypeError."""
+    token = issuer.mint(RESET, subject="u").token
+    with pytest.raises(MalformedTokenError):
+        issuer.verify(token[:-1] + "é", RESET)
