@@ -279,8 +279,11 @@ class SigningKey:
 
 
 def new_key_id() -> str:
-    """A short random key id (48 bits, base64url)."""
-    return _b64url(secrets.token_bytes(_KEY_ID_BYTES))
+    """A short random key id (48 bits, base64url), never starting with "-"."""
+    while True:
+        key_id = _b64url(secrets.token_bytes(_KEY_ID_BYTES))
+        if not key_id.startswith("-"):
+            return key_id
 
 
 def _parse_created(value: object, key_id: str) -> datetime:

@@ -50,7 +50,7 @@ MAX_DATA_BYTES = 1024
 """App data is for small references (an id, a list id), not documents."""
 MAX_SUBJECT_LENGTH = 256
 _MAX_NUMERIC_DATE = 253_402_300_799  # 9999-12-31T23:59:59Z
-_TOKEN_ID_BYTES = 16  # 128 random bits
+_TOKEN_ID_BYTES = 17  # 136 random bits, >= 128 after excluding a leading "-"
 _STATE_TAG_BYTES = 16
 _NAME = re.compile(r"[a-z][a-z0-9]*(?:-[a-z0-9]+)*")
 _B64URL = re.compile(r"[A-Za-z0-9_-]*")
@@ -141,6 +141,14 @@ class MintedToken:
 
     token: str = field(repr=False)
     claims: ActionClaims
+
+
+def new_token_id() -> str:
+    """A random token id that never starts with "-" (it would read as a CLI flag)."""
+    while True:
+        token_id = secrets.token_urlsafe(_TOKEN_ID_BYTES)
+        if not token_id.startswith("-"):
+            return token_id
 
 
 def _b64url(raw: bytes) -> str:
@@ -330,7 +338,7 @@ class TokenIssuer:
         key = self._keys.signing_key(algorithm or self._algorithm)
         issued = int(self._clock.now().timestamp())
         expires = issued + int(lifetime.total_seconds())
-        token_id = secrets.token_urlsafe(_TOKEN_ID_BYTES)
+        token_id = new_token_id()
         payload: dict[str, Any] = {
             "iss": self._issuer,
             "sub": subject,

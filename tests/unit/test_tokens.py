@@ -675,3 +675,15 @@ def test_non_ascii_signature_is_malformed_not_a_type_error(issuer):
     token = issuer.mint(RESET, subject="u").token
     with pytest.raises(MalformedTokenError):
         issuer.verify(token[:-1] + "é", RESET)
+
+
+def test_token_ids_never_start_with_a_dash_and_keep_128_bits():
+    """Ids are CLI-safe (no leading '-') and carry at least 128 random bits."""
+    from actionlinks.keys import new_key_id
+    from actionlinks.tokens import new_token_id
+
+    ids = [new_token_id() for _ in range(2000)]
+    assert not any(i.startswith("-") for i in ids)
+    assert len(set(ids)) == len(ids)
+    assert all(len(unb64(i)) * 8 >= 136 for i in ids)
+    assert not any(new_key_id().startswith("-") for _ in range(2000))
