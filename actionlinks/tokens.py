@@ -363,21 +363,10 @@ class TokenIssuer:
             f"{_b64url(json.dumps(payload, separators=(',', ':')).encode())}"
         )
         signature = _b64url(key.sign(signing_input.encode("ascii")))
-        claims = ActionClaims(
-            action=purpose.name,
-            subject=subject,
-            token_id=token_id,
-            issued_at=_instant(issued),
-            expires_at=_instant(expires),
-            issuer=self._issuer,
-            key_id=key.key_id,
-            algorithm=key.algorithm,
-            kind=purpose.kind,
-            data=payload.get("dat"),
-            is_state_bound=state is not None,
-            scopes=frozenset(scope.split()),
+        return MintedToken(
+            token=f"{signing_input}.{signature}",
+            claims=self._claims(key, purpose, payload),
         )
-        return MintedToken(token=f"{signing_input}.{signature}", claims=claims)
 
     def verify(
         self,
@@ -528,7 +517,7 @@ class TokenIssuer:
         if not _CLAIMS.issuperset(claims):
             _malformed("unexpected claims")
         subject = _string(claims, "sub", limit=MAX_SUBJECT_LENGTH)
-        token_id = _string(claims, "jti", limit=64)
+        _string(claims, "jti", limit=64)
         issued = _numeric_date(claims, "iat")
         expires = _numeric_date(claims, "exp")
         if expires <= issued:
@@ -559,19 +548,25 @@ class TokenIssuer:
             _malformed("claim 'scope' must be space-separated scope names")
         if not ignore_state:
             _check_state(key, purpose, subject, tag, state)
+        return self._claims(key, purpose, claims)
+
+    def _claims(
+        self, key: SigningKey, purpose: Purpose, payload: Mapping[str, Any]
+    ) -> ActionClaims:
+        """The claims of a payload this issuer wrote or has just validated."""
         return ActionClaims(
             action=purpose.name,
-            subject=subject,
-            token_id=token_id,
-            issued_at=_instant(issued),
-            expires_at=_instant(expires),
+            subject=payload["sub"],
+            token_id=payload["jti"],
+            issued_at=_instant(payload["iat"]),
+            expires_at=_instant(payload["exp"]),
             issuer=self._issuer,
             key_id=key.key_id,
             algorithm=key.algorithm,
             kind=purpose.kind,
-            data=data,
-            is_state_bound=tag is not None,
-            scopes=frozenset(scope.split()),
+            data=payload.get("dat"),
+            is_state_bound="sfp" in payload,
+            scopes=frozenset(payload.get("scope", "").split()),
         )
 
 
