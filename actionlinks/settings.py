@@ -149,7 +149,10 @@ class Settings:
             ConfigurationError: the database is not SQLite.
         """
         if not self.database_url.startswith("sqlite:///"):
-            raise ConfigurationError("the database is not SQLite")
+            raise ConfigurationError(
+                "this version stores everything in SQLite; PostgreSQL support "
+                "(ACTIONLINKS_DATABASE_URL=postgresql://…) is not there yet"
+            )
         return Path(self.database_url.removeprefix("sqlite:///"))
 
     @classmethod
