@@ -25,7 +25,7 @@ from actionlinks.errors import (
     TokenRevokedError,
 )
 from actionlinks.ledger import ALL_ACTIONS
-from actionlinks.tokens import ActionClaims, Purpose
+from actionlinks.tokens import MAX_SUBJECT_LENGTH, ActionClaims, Purpose, check_text
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Iterable, Mapping
@@ -536,6 +536,7 @@ class ActionRegistry:
         Raises:
             LedgerUnavailableError: the ledger failed.
         """
+        check_text(token_id, "the token id", limit=64)
         longest = max(a.purpose.max_ttl for a in self._actions.values())
         await self._ledger.revoke(
             token_id, expires_at=self._clock.now() + longest + timedelta(minutes=5)
@@ -549,6 +550,7 @@ class ActionRegistry:
             ConfigurationError: ``action`` is not declared.
             LedgerUnavailableError: the ledger failed.
         """
+        check_text(subject, "the subject", limit=MAX_SUBJECT_LENGTH)
         if action is None:
             longest = max(a.purpose.max_ttl for a in self._actions.values())
         else:

@@ -23,6 +23,7 @@ from actionlinks.errors import (
 )
 from actionlinks.keys import ALGORITHMS, parse_algorithm
 from actionlinks.settings import parse_duration
+from actionlinks.tokens import check_text
 
 if TYPE_CHECKING:
     from starlette.requests import Request
@@ -114,7 +115,10 @@ def _text(body: dict[str, Any], name: str, *, required: bool) -> str | None:
         return None
     if not isinstance(value, str) or not value:
         raise _invalid(name, f"'{name}' must be a non-empty string")
-    return value
+    try:
+        return check_text(value, f"'{name}'", limit=4096, controls=name == "state")
+    except ConfigurationError as exc:
+        raise _invalid(name, str(exc)) from exc
 
 
 def _ttl(value: object) -> timedelta | None:

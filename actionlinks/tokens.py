@@ -220,6 +220,33 @@ def _instant(seconds: int) -> datetime:
     return datetime.fromtimestamp(seconds, UTC)
 
 
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def check_text(value: object, what: str, *, limit: int, controls: bool = False) -> str:
+    """Return ``value`` if it is 1-``limit`` characters of valid Unicode text.
+
+    Args:
+        value: the candidate.
+        what: its name in the error message.
+        limit: the most characters allowed.
+        controls: whether control characters (NUL, newlines, …) are allowed.
+
+    Raises:
+        ConfigurationError: not a string, empty, too long, with lone surrogates
+            (undecodable bytes) or, unless allowed, control characters.
+    """
+    if not isinstance(value, str) or not value or len(value) > limit:
+        raise ConfigurationError(f"{what} must be 1-{limit} characters of text")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise ConfigurationError(f"{what} is not valid Unicode text") from exc
+    if not controls and _CONTROL.search(value):
+        raise ConfigurationError(f"{what} must not contain control characters")
+    return value
+
+
 def _encode_state(state: str | bytes) -> bytes:
     return state.encode("utf-8") if isinstance(state, str) else state
 
@@ -323,10 +350,9 @@ class TokenIssuer:
             ConfigurationError: a bad subject, lifetime, data, scope or missing
                 state.
         """
-        if not subject or len(subject) > MAX_SUBJECT_LENGTH:
-            raise ConfigurationError(
-                f"the subject must be 1-{MAX_SUBJECT_LENGTH} characters"
-            )
+        check_text(subject, "the subject", limit=MAX_SUBJECT_LENGTH)
+        if state is not None and isinstance(state, str):
+            check_text(state, "the state fingerprint", limit=4096, controls=True)
         lifetime = purpose.ttl if ttl is None else ttl
         if lifetime <= timedelta(0) or lifetime > purpose.max_ttl:
             raise ConfigurationError(

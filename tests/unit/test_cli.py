@@ -130,3 +130,20 @@ def test_serve_refuses_bad_ports_before_starting(home, capsys):
     assert code == 2
     assert "--port" in err
     assert cli(home, capsys, "serve", "--workers", "0")[0] == 2
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["mint", "invite", "--sub", "\udcff"],
+        ["mint", "invite", "--sub", "a\nb"],
+        ["mint", "invite", "--sub", "u", "--state", "\udcff"],
+        ["revoke", "--sub", "\udcff"],
+        ["revoke", "--jti", "\udcff"],
+    ],
+)
+def test_undecodable_arguments_are_usage_errors(home, capsys, argv):
+    """Bytes that are not UTF-8 (surrogate-escaped argv) are refused cleanly."""
+    code, _, err = cli(home, capsys, *argv)
+    assert code == 2
+    assert "Traceback" not in err

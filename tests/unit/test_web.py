@@ -7,6 +7,8 @@ import re
 from datetime import timedelta
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from starlette.testclient import TestClient
 from support import rejection_cases
 
@@ -725,3 +727,55 @@ def test_app_from_env_serves_the_home_and_closes_it(tmp_path, monkeypatch, clock
     monkeypatch.setenv("ACTIONLINKS_HOME", str(tmp_path))
     with TestClient(app_from_env()) as client:
         assert client.get("/healthz").json() == {"status": "ok"}
+
+
+@pytest.mark.parametrize(
+    ("route", "body", "field"),
+    [
+        ("/v1/links", b'{"action":"invite","sub":"\\ud800"}', "sub"),
+        ("/v1/links", b'{"action":"invite","sub":"u","state":"\\udfff"}', "state"),
+        ("/v1/links", b'{"action":"invite","sub":"a\\u0000b"}', "sub"),
+        ("/v1/links", b'{"action":"invite\\n","sub":"u"}', "action"),
+        ("/v1/links/revoke", b'{"jti":"\\ud800"}', "jti"),
+        ("/v1/links/revoke", b'{"sub":"\\ud800x"}', "sub"),
+    ],
+)
+def test_api_refuses_text_that_is_not_valid_unicode(client, writer, route, body, field):
+    """Lone surrogates and control characters are a 422, never a 500."""
+    headers = {**bearer(writer), "content-type": "application/json"}
+    response = client.post(route, content=body, headers=headers)
+    assert response.status_code == 422
+    assert response.json()["field"] == field
+
+
+_JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=20),
+    lambda inner: (
+        st.lists(inner, max_size=3)
+        | st.dictionaries(st.text(max_size=8), inner, max_size=3)
+    ),
+    max_leaves=8,
+)
+
+
+@settings(
+    max_examples=150,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
+@given(
+    body=st.dictionaries(
+        st.sampled_from(["action", "sub", "ttl", "data", "state", "alg", "jti", "x"]),
+        _JSON,
+        max_size=6,
+    ),
+    route=st.sampled_from(["/v1/links", "/v1/links/revoke"]),
+)
+def test_no_api_body_yields_a_server_error(client, writer, body, route):
+    """Any JSON object posted to the API gets a 2xx or a 4xx, never a 5xx."""
+    response = client.post(
+        route,
+        content=json.dumps(body, allow_nan=True).encode(),
+        headers={**bearer(writer), "content-type": "application/json"},
+    )
+    assert response.status_code < 500, response.text
