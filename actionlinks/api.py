@@ -23,6 +23,7 @@ from actionlinks.errors import (
 )
 from actionlinks.keys import ALGORITHMS, parse_algorithm
 from actionlinks.settings import parse_duration
+from actionlinks.store import status_json
 from actionlinks.tokens import check_text
 
 if TYPE_CHECKING:
@@ -30,7 +31,6 @@ if TYPE_CHECKING:
 
     from actionlinks.metrics import Metrics
     from actionlinks.service import Service
-    from actionlinks.store import LinkStatus
     from actionlinks.tokens import ActionClaims
 
 MAX_BODY_BYTES = 64 * 1024
@@ -140,24 +140,6 @@ def _field_of(exc: ConfigurationError) -> str:
         if name in message:
             return name
     return "sub"
-
-
-def status_json(status: LinkStatus) -> dict[str, Any]:
-    """The JSON form of a link's status."""
-    return {
-        "jti": status.token_id,
-        "action": status.action,
-        "sub": status.subject,
-        "state": status.state,
-        "issued_at": _iso(status.issued_at),
-        "expires_at": _iso(status.expires_at),
-        "viewed_at": _iso(status.viewed_at),
-        "used_at": _iso(status.used_at),
-        "revoked_at": _iso(status.revoked_at),
-        "rejected_attempts": [
-            {"at": _iso(a.at), "reason": a.reason} for a in status.rejected
-        ],
-    }
 
 
 class ApiEndpoints:

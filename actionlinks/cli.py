@@ -28,6 +28,7 @@ from actionlinks.keys import ALGORITHMS, load_keyring, parse_algorithm
 from actionlinks.server import serve_forever
 from actionlinks.service import Service, initialize, replace_keys
 from actionlinks.settings import Settings, parse_duration
+from actionlinks.store import status_json
 
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
@@ -70,6 +71,12 @@ def _parser() -> argparse.ArgumentParser:
     verify.add_argument("--action", metavar="ACTION")
     verify.add_argument("--state", metavar="FINGERPRINT")
     verify.add_argument("--json", action="store_true")
+
+    status = commands.add_parser("status", help="show a link's status by its jti")
+    status.add_argument("jti", metavar="JTI")
+    status.add_argument("--json", action="store_true")
+
+    commands.add_parser("migrate", help="create or update the database schema")
 
     revoke = commands.add_parser("revoke", help="revoke a link or a subject's links")
     target = revoke.add_mutually_exclusive_group(required=True)
@@ -189,6 +196,28 @@ async def _verify(service: Service, args: argparse.Namespace) -> int:
     return 0
 
 
+async def _status(service: Service, args: argparse.Namespace) -> int:
+    found = await service.store.status(args.jti)
+    if found is None:
+        raise ConfigurationError(f"no link with jti {args.jti[:64]!r} in this database")
+    if args.json:
+        _print_json(status_json(found))
+        return 0
+    print(f"{found.action} for {found.subject}: {found.state}")
+    for label, instant in (
+        ("issued", found.issued_at),
+        ("expires", found.expires_at),
+        ("viewed", found.viewed_at),
+        ("used", found.used_at),
+        ("revoked", found.revoked_at),
+    ):
+        if instant is not None:
+            print(f"  {label:<8} {_iso(instant)}")
+    for attempt in found.rejected:
+        print(f"  rejected {_iso(attempt.at)} ({attempt.reason})")
+    return 0
+
+
 async def _revoke(service: Service, args: argparse.Namespace) -> int:
     if args.jti is not None:
         if args.action is not None:
@@ -287,6 +316,11 @@ async def _with_service(
             return await _verify(service, args)
         if args.command == "tokens":
             return await _tokens(service, args)
+        if args.command == "status":
+            return await _status(service, args)
+        if args.command == "migrate":
+            print(f"database schema is current: {settings.database_url}")
+            return 0
         return await _revoke(service, args)
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Literal, TypeAlias
+from typing import TYPE_CHECKING, Any, Literal, TypeAlias
 
 if TYPE_CHECKING:
     from actionlinks.clock import Clock
@@ -242,3 +242,27 @@ class SqliteLinkStore:
             "SELECT reason, count(*) FROM link_attempts GROUP BY reason"
         )
         return {str(reason): int(count) for reason, count in rows}
+
+
+def _iso(instant: datetime | None) -> str | None:
+    if instant is None:
+        return None
+    return instant.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def status_json(status: LinkStatus) -> dict[str, Any]:
+    """The JSON form of a link's status."""
+    return {
+        "jti": status.token_id,
+        "action": status.action,
+        "sub": status.subject,
+        "state": status.state,
+        "issued_at": _iso(status.issued_at),
+        "expires_at": _iso(status.expires_at),
+        "viewed_at": _iso(status.viewed_at),
+        "used_at": _iso(status.used_at),
+        "revoked_at": _iso(status.revoked_at),
+        "rejected_attempts": [
+            {"at": _iso(a.at), "reason": a.reason} for a in status.rejected
+        ],
+    }

@@ -147,3 +147,29 @@ def test_undecodable_arguments_are_usage_errors(home, capsys, argv):
     code, _, err = cli(home, capsys, *argv)
     assert code == 2
     assert "Traceback" not in err
+
+
+def test_status_shows_a_links_life(home, capsys):
+    """status JTI tells the state, the instants and the rejected attempts."""
+    _, out, _ = cli(home, capsys, "mint", "invite", "--sub", "u", "--json")
+    minted = json.loads(out)
+    code, out, _ = cli(home, capsys, "status", minted["jti"])
+    assert code == 0
+    assert out.startswith("invite for u: issued")
+    cli(home, capsys, "revoke", "--jti", minted["jti"])
+    cli(home, capsys, "verify", minted["token"])
+    _, out, _ = cli(home, capsys, "status", minted["jti"], "--json")
+    document = json.loads(out)
+    assert document["state"] == "revoked"
+    assert [a["reason"] for a in document["rejected_attempts"]] == []
+    code, _, err = cli(home, capsys, "status", "unknown-jti")
+    assert code == 2
+    assert "no link" in err
+
+
+def test_migrate_creates_the_schema_and_says_so(home, capsys):
+    """migrate opens the database, creating or updating its tables."""
+    code, out, _ = cli(home, capsys, "migrate")
+    assert code == 0
+    assert "schema is current" in out
+    assert (home / "actionlinks.db").exists()
