@@ -83,6 +83,7 @@ class TokenExpiredError(TokenError):
         expired_at: when it ended (aware UTC).
         action: the action of the (authentic) token, to offer a new link.
         subject: its subject, to offer a new link (never in the message).
+        token_id: its id, so that it is renewed at most once.
     """
 
     code = "expired"
@@ -94,12 +95,14 @@ class TokenExpiredError(TokenError):
         expired_at: datetime,
         action: str | None = None,
         subject: str | None = None,
+        token_id: str | None = None,
     ) -> None:
         """Carry the instant the token expired and, once signed, whose it was."""
         super().__init__(message)
         self.expired_at = expired_at
         self.action = action
         self.subject = subject
+        self.token_id = token_id
 
 
 class TokenNotYetValidError(TokenError):

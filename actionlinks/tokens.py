@@ -557,6 +557,7 @@ class TokenIssuer:
                 expired_at=_instant(expires),
                 action=purpose.name,
                 subject=subject,
+                token_id=claims["jti"],
             )
         if issued > now + self._leeway:
             raise TokenNotYetValidError(

@@ -19,7 +19,6 @@ import hashlib
 import hmac
 import logging
 import os
-import secrets
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -446,16 +445,13 @@ class LinkSite:
     # --- renewal of expired links ----------------------------------------------
 
     def _renewal_offer(self, exc: TokenExpiredError) -> str | None:
-        if exc.action is None or exc.subject is None:
+        if exc.action is None or exc.subject is None or exc.token_id is None:
             return None
         action = self.service.registry.actions.get(exc.action)
         if action is None or action.renew is None:
             return None
-        return str(
-            self.renewals.dumps(
-                {"sub": exc.subject, "action": exc.action, "n": secrets.token_hex(8)}
-            )
-        )
+        offer = {"sub": exc.subject, "action": exc.action, "jti": exc.token_id}
+        return str(self.renewals.dumps(offer))
 
     async def renew(self, request: Request) -> Response:
         """POST /renew: mint and deliver a new link for the signed subject."""
@@ -465,7 +461,7 @@ class LinkSite:
                 form.get("renewal", ""), max_age=int(RENEWAL_MAX_AGE.total_seconds())
             )
             action = self.service.registry.get(str(offer["action"]))
-            subject, once = str(offer["sub"]), str(offer["n"])
+            subject, expired_id = str(offer["sub"]), str(offer["jti"])
         except FormError as exc:
             return self.form_failure(request, exc)
         except (itsdangerous.BadData, KeyError, TypeError, ConfigurationError):
@@ -475,7 +471,7 @@ class LinkSite:
         try:
             expires_at = self.service.clock.now() + RENEWAL_MAX_AGE
             if not await self.service.ledger.consume(
-                f"renew:{once}", expires_at=expires_at
+                f"renew:{expired_id}", expires_at=expires_at
             ):
                 return self.form_failure(request, FormError(409, "already_renewed"))
             link = await self.service.registry.mint(action.name, subject=subject)

@@ -779,3 +779,25 @@ def test_no_api_body_yields_a_server_error(client, writer, body, route):
         headers={**bearer(writer), "content-type": "application/json"},
     )
     assert response.status_code < 500, response.text
+
+
+async def test_an_expired_link_is_renewed_at_most_once(service, client, clock):
+    """Reopening an expired link gives new offers, but only one new link is sent."""
+    delivered = []
+
+    async def renew(link):
+        delivered.append(link)
+
+    service.registry.declare(
+        Action(name="magic-signin", ttl=timedelta(minutes=15), renew=renew)
+    )
+    link = await mint(service, "magic-signin")
+    clock.advance(timedelta(hours=1))
+    headers = {"Accept": "application/json"}
+    first = client.get(path(link), headers=headers).json()["renewal"]
+    clock.advance(timedelta(seconds=5))
+    second = client.get(path(link), headers=headers).json()["renewal"]
+    assert first != second
+    assert client.post("/renew", data={"renewal": first}).status_code == 200
+    assert client.post("/renew", data={"renewal": second}).status_code == 409
+    assert len(delivered) == 1
