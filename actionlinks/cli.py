@@ -247,7 +247,16 @@ def _keys(settings: Settings, clock: Clock, args: argparse.Namespace) -> int:
             _print_json(rows)
         else:
             for row in rows:
-                print("  ".join((row["kid"], f"{row['alg']:<5}", row["status"])))
+                print(
+                    "  ".join(
+                        (
+                            row["kid"],
+                            f"{row['alg']:<5}",
+                            f"{row['status']:<8}",
+                            row["created"],
+                        )
+                    )
+                )
     elif args.keys_command == "rotate":
         rotated = ring.rotated(args.alg, created_at=clock.now())
         replace_keys(settings, rotated)
