@@ -17,7 +17,6 @@ bounded by the purpose's maximum lifetime. Wire names (``jti``, ``exp``,
 
 from __future__ import annotations
 
-import base64
 import binascii
 import hmac
 import json
@@ -26,7 +25,7 @@ import secrets
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from enum import Enum
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import TYPE_CHECKING, Any
 
 from actionlinks.clock import Clock, SystemClock
 from actionlinks.errors import (
@@ -37,6 +36,12 @@ from actionlinks.errors import (
     TokenExpiredError,
     TokenNotYetValidError,
     WrongPurposeError,
+)
+from actionlinks.jws import (
+    b64url_encode,
+    decode_segment,
+    json_object,
+    malformed,
 )
 
 if TYPE_CHECKING:
@@ -53,7 +58,6 @@ _MAX_NUMERIC_DATE = 253_402_300_799  # 9999-12-31T23:59:59Z
 _TOKEN_ID_BYTES = 17  # 136 random bits, >= 128 after excluding a leading "-"
 _STATE_TAG_BYTES = 16
 _NAME = re.compile(r"[a-z][a-z0-9]*(?:-[a-z0-9]+)*")
-_B64URL = re.compile(r"[A-Za-z0-9_-]*")
 _HEADER_NAMES = frozenset({"alg", "kid", "typ"})
 _KEY_HEADERS = frozenset({"jwk", "jku", "x5u", "x5c", "x5t", "x5t#S256"})
 _CLAIMS = frozenset({"iss", "sub", "pur", "jti", "iat", "exp", "dat", "sfp", "scope"})
@@ -151,55 +155,10 @@ def new_token_id() -> str:
             return token_id
 
 
-def _b64url(raw: bytes) -> str:
-    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii")
-
-
-def _decode_segment(segment: str) -> bytes:
-    if len(segment) % 4 == 1 or not _B64URL.fullmatch(segment):
-        _malformed("a segment is not unpadded base64url")
-    raw = base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4))
-    if _b64url(raw) != segment:
-        _malformed("a segment is not canonical base64url")
-    return raw
-
-
-def _malformed(message: str) -> NoReturn:
-    raise MalformedTokenError(message)
-
-
-def _reject_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    result = dict(pairs)
-    if len(result) != len(pairs):
-        _malformed("duplicate JSON keys")
-    return result
-
-
-def _reject_constant(name: str) -> NoReturn:
-    _malformed(f"non-standard JSON constant {name[:16]}")
-
-
-_STRICT_JSON = json.JSONDecoder(
-    object_pairs_hook=_reject_duplicates, parse_constant=_reject_constant
-)
-
-
-def _json_object(raw: bytes, what: str) -> dict[str, Any]:
-    try:
-        value = _STRICT_JSON.decode(raw.decode("utf-8"))
-    except UnicodeDecodeError as exc:
-        raise MalformedTokenError(f"the {what} is not UTF-8") from exc
-    except (ValueError, RecursionError) as exc:
-        raise MalformedTokenError(f"the {what} is not valid JSON") from exc
-    if not isinstance(value, dict):
-        _malformed(f"the {what} is not a JSON object")
-    return value
-
-
 def _string(claims: Mapping[str, Any], name: str, *, limit: int = 512) -> str:
     value = claims.get(name)
     if not isinstance(value, str) or not value or len(value) > limit:
-        _malformed(f"claim {name!r} must be a non-empty string")
+        malformed(f"claim {name!r} must be a non-empty string")
     try:
         value.encode("utf-8")
     except UnicodeEncodeError as exc:
@@ -210,9 +169,9 @@ def _string(claims: Mapping[str, Any], name: str, *, limit: int = 512) -> str:
 def _numeric_date(claims: Mapping[str, Any], name: str) -> int:
     value = claims.get(name)
     if value is None:
-        _malformed(f"claim {name!r} is missing")
+        malformed(f"claim {name!r} is missing")
     if type(value) is not int or not 0 <= value <= _MAX_NUMERIC_DATE:
-        _malformed(f"claim {name!r} must be an integer NumericDate")
+        malformed(f"claim {name!r} must be an integer NumericDate")
     return value
 
 
@@ -318,7 +277,7 @@ class TokenIssuer:
         cached = self._headers.get((key.key_id, kind))
         if cached is None:
             header = {"alg": key.algorithm, "kid": key.key_id, "typ": kind.typ}
-            cached = _b64url(json.dumps(header, separators=(",", ":")).encode())
+            cached = b64url_encode(json.dumps(header, separators=(",", ":")).encode())
             self._headers[key.key_id, kind] = cached
         return cached
 
@@ -386,9 +345,9 @@ class TokenIssuer:
             payload["scope"] = scope
         signing_input = (
             f"{self._header(key, purpose.kind)}."
-            f"{_b64url(json.dumps(payload, separators=(',', ':')).encode())}"
+            f"{b64url_encode(json.dumps(payload, separators=(',', ':')).encode())}"
         )
-        signature = _b64url(key.sign(signing_input.encode("ascii")))
+        signature = b64url_encode(key.sign(signing_input.encode("ascii")))
         return MintedToken(
             token=f"{signing_input}.{signature}",
             claims=self._claims(key, purpose, payload),
@@ -460,12 +419,12 @@ class TokenIssuer:
             message = f"{header_segment}.{payload_segment}".encode("ascii")
             if key.algorithm == "HS256":
                 if not hmac.compare_digest(
-                    _b64url(key.sign(message)), signature_segment
+                    b64url_encode(key.sign(message)), signature_segment
                 ):
                     return None
-            elif not key.verify(message, _decode_segment(signature_segment)):
+            elif not key.verify(message, decode_segment(signature_segment)):
                 return None
-            claims = _json_object(_decode_segment(payload_segment), "payload")
+            claims = json_object(decode_segment(payload_segment), "payload")
         except (MalformedTokenError, binascii.Error, ValueError, TypeError):
             return None  # TypeError: compare_digest on non-ASCII text
         return key, typ, claims
@@ -474,9 +433,9 @@ class TokenIssuer:
         self, token: str | bytes
     ) -> tuple[SigningKey, dict[str, Any], dict[str, Any]]:
         if not isinstance(token, str | bytes):
-            _malformed("the token must be text")
+            malformed("the token must be text")
         if len(token) > MAX_TOKEN_LENGTH:
-            _malformed(f"the token is longer than {MAX_TOKEN_LENGTH} characters")
+            malformed(f"the token is longer than {MAX_TOKEN_LENGTH} characters")
         if isinstance(token, bytes):
             try:
                 token = token.decode("ascii")
@@ -484,32 +443,32 @@ class TokenIssuer:
                 raise MalformedTokenError("the token is not ASCII") from exc
         parts = token.split(".")
         if len(parts) != 3:
-            _malformed("a compact JWS has exactly three segments")
+            malformed("a compact JWS has exactly three segments")
         header_segment, payload_segment, signature_segment = parts
         try:
-            header_raw = _decode_segment(header_segment)
-            payload_raw = _decode_segment(payload_segment)
-            signature = _decode_segment(signature_segment)
+            header_raw = decode_segment(header_segment)
+            payload_raw = decode_segment(payload_segment)
+            signature = decode_segment(signature_segment)
         except (binascii.Error, ValueError) as exc:
             raise MalformedTokenError("a segment is not base64url") from exc
-        header = _json_object(header_raw, "header")
+        header = json_object(header_raw, "header")
         key = self._select_key(header)
         message = f"{header_segment}.{payload_segment}".encode("ascii")
         if not key.verify(message, signature):
             raise InvalidSignatureError("the signature does not verify")
-        return key, header, _json_object(payload_raw, "payload")
+        return key, header, json_object(payload_raw, "payload")
 
     def _select_key(self, header: Mapping[str, Any]) -> SigningKey:
         if "crit" in header:
-            _malformed("critical header extensions are not supported")
+            malformed("critical header extensions are not supported")
         if _KEY_HEADERS.intersection(header):
             raise InvalidSignatureError("keys named in a token are never trusted")
         if not _HEADER_NAMES.issuperset(header):
-            _malformed("unexpected header parameters")
+            malformed("unexpected header parameters")
         algorithm = header.get("alg")
         key_id = header.get("kid")
         if not isinstance(algorithm, str):
-            _malformed("the header has no algorithm")
+            malformed("the header has no algorithm")
         key = self._keys.get(key_id) if isinstance(key_id, str) else None
         if key is None:
             raise InvalidSignatureError("unknown or missing key id")
@@ -541,15 +500,15 @@ class TokenIssuer:
         ignore_state: bool,
     ) -> ActionClaims:
         if not _CLAIMS.issuperset(claims):
-            _malformed("unexpected claims")
+            malformed("unexpected claims")
         subject = _string(claims, "sub", limit=MAX_SUBJECT_LENGTH)
         _string(claims, "jti", limit=64)
         issued = _numeric_date(claims, "iat")
         expires = _numeric_date(claims, "exp")
         if expires <= issued:
-            _malformed("the token expires before it was issued")
+            malformed("the token expires before it was issued")
         if expires - issued > purpose.max_ttl.total_seconds():
-            _malformed("the lifetime exceeds the action's maximum")
+            malformed("the lifetime exceeds the action's maximum")
         now = self._clock.now().timestamp()
         if now >= expires + self._leeway:
             raise TokenExpiredError(
@@ -566,13 +525,13 @@ class TokenIssuer:
             )
         data = claims.get("dat")
         if data is not None and not isinstance(data, dict):
-            _malformed("claim 'dat' must be a JSON object")
+            malformed("claim 'dat' must be a JSON object")
         tag = claims.get("sfp")
         if tag is not None and not isinstance(tag, str):
-            _malformed("claim 'sfp' must be a string")
+            malformed("claim 'sfp' must be a string")
         scope = claims.get("scope", "")
         if not isinstance(scope, str) or (scope and not _SCOPE.fullmatch(scope)):
-            _malformed("claim 'scope' must be space-separated scope names")
+            malformed("claim 'scope' must be space-separated scope names")
         if not ignore_state:
             _check_state(key, purpose, subject, tag, state)
         return self._claims(key, purpose, claims)
@@ -600,7 +559,7 @@ class TokenIssuer:
 def _state_tag(key: SigningKey, name: str, subject: str, state: str | bytes) -> str:
     message = b"\0".join((name.encode(), subject.encode(), _encode_state(state)))
     digest = hmac.digest(key.derive_secret(b"state"), message, "sha256")
-    return _b64url(digest[:_STATE_TAG_BYTES])
+    return b64url_encode(digest[:_STATE_TAG_BYTES])
 
 
 def _check_state(

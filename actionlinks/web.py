@@ -22,12 +22,11 @@ import os
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
-from urllib.parse import parse_qsl, urlsplit
+from urllib.parse import urlsplit
 
 import httpx
 import itsdangerous
 from starlette.applications import Starlette
-from starlette.formparsers import MultiPartException, MultiPartParser
 from starlette.middleware import Middleware
 from starlette.responses import (
     HTMLResponse,
@@ -50,6 +49,7 @@ from actionlinks.errors import (
     TokenError,
     TokenExpiredError,
 )
+from actionlinks.forms import FormError, read_form
 from actionlinks.metrics import Metrics, TimingMiddleware
 from actionlinks.pages import PageRenderer, check_form, templates_dir, text_for
 from actionlinks.service import Service
@@ -57,9 +57,8 @@ from actionlinks.settings import Settings
 from actionlinks.webhooks import WebhookHandler
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncGenerator, AsyncIterator, Mapping
+    from collections.abc import AsyncIterator, Mapping
 
-    from starlette.datastructures import Headers
     from starlette.requests import Request
 
     from actionlinks.actions import Action, Link
@@ -68,7 +67,6 @@ if TYPE_CHECKING:
 
 _log = logging.getLogger("actionlinks")
 
-MAX_FORM_BYTES = 64 * 1024
 FORM_NONCE_MAX_AGE = timedelta(hours=1)
 RENEWAL_MAX_AGE = timedelta(days=1)
 ONE_CLICK = ("List-Unsubscribe", "One-Click")
@@ -131,70 +129,6 @@ def outcome_for(exc: ActionLinksError) -> Outcome:
         if found is not None:
             return found
     return OUTCOMES[TokenError]  # pragma: no cover - every error has a class above
-
-
-class FormError(Exception):
-    """The posted body is too large, of another type or malformed."""
-
-    def __init__(self, status: int, code: str) -> None:
-        """Carry the HTTP status and a stable error code."""
-        super().__init__(code)
-        self.status = status
-        self.code = code
-
-
-async def read_form(request: Request, *, limit: int = MAX_FORM_BYTES) -> dict[str, str]:
-    """The posted urlencoded or multipart form, capped at ``limit`` bytes.
-
-    Raises:
-        FormError: 413 too large, 415 another type, 400 malformed or with files.
-    """
-    declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > limit:
-        raise FormError(413, "body_too_large")
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise FormError(413, "body_too_large")
-        chunks.append(chunk)
-    body = b"".join(chunks)
-    kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    if kind in ("", "application/x-www-form-urlencoded"):
-        try:
-            pairs = parse_qsl(
-                body.decode("ascii"),
-                keep_blank_values=True,
-                max_num_fields=64,
-                errors="strict",
-            )
-        except (UnicodeError, ValueError) as exc:
-            raise FormError(400, "malformed_form") from exc
-        return dict(pairs)
-    if kind == "multipart/form-data":
-        return await _multipart(request.headers, body)
-    raise FormError(415, "unsupported_media_type")
-
-
-async def _multipart(headers: Headers, body: bytes) -> dict[str, str]:
-    async def stream() -> AsyncGenerator[bytes, None]:
-        yield body
-        yield b""
-
-    parser = MultiPartParser(
-        headers, stream(), max_files=0, max_fields=64, max_part_size=MAX_FORM_BYTES
-    )
-    try:
-        form = await parser.parse()
-    except (MultiPartException, ValueError, KeyError) as exc:
-        raise FormError(400, "malformed_form") from exc
-    result: dict[str, str] = {}
-    for name, value in form.multi_items():
-        if not isinstance(value, str):  # pragma: no cover - max_files=0 refuses
-            raise FormError(400, "malformed_form")
-        result[name] = value
-    return result
 
 
 def wants_json(request: Request) -> bool:
