@@ -7,7 +7,7 @@ pass its parts down; nothing below this module reads files or settings.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Self
 
 from actionlinks.access import AccessTokens
@@ -23,11 +23,14 @@ from actionlinks.tokens import TokenIssuer
 _log = logging.getLogger("actionlinks")
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
     from pathlib import Path
     from types import TracebackType
 
     from actionlinks.clock import Clock
+    from actionlinks.ledger import Ledger
     from actionlinks.settings import Settings
+    from actionlinks.store import LinkStore
 
 
 def initialize(settings: Settings, *, clock: Clock) -> list[Path]:
@@ -73,10 +76,11 @@ class Service:
     keys: KeyRing
     issuer: TokenIssuer
     database: SqliteDatabase
-    ledger: SqliteLedger
-    store: SqliteLinkStore
+    ledger: Ledger
+    store: LinkStore
     registry: ActionRegistry
     access: AccessTokens
+    closer: Callable[[], None] = field(repr=False, compare=False)
 
     @classmethod
     def open(cls, settings: Settings, *, clock: Clock) -> Self:
@@ -121,16 +125,20 @@ class Service:
             store=store,
             registry=registry,
             access=AccessTokens(issuer, ledger=ledger, clock=clock),
+            closer=lambda: _close_sqlite(store, database),
         )
 
+    async def check_health(self) -> None:
+        """Return when the database answers.
+
+        Raises:
+            LedgerUnavailableError: it does not.
+        """
+        await self.database.fetchone("SELECT 1")
+
     def close(self) -> None:
-        """Write the pending views (best effort) and close the database."""
-        try:
-            self.store.flush_now()
-        except LedgerUnavailableError as exc:
-            _log.warning("pending link views were not recorded: %s", exc)
-        finally:
-            self.database.close()
+        """Write what is pending (best effort) and close the database."""
+        self.closer()
 
     async def __aenter__(self) -> Self:
         """Use the service as an async context manager that closes it."""
@@ -144,6 +152,15 @@ class Service:
     ) -> None:
         """Close the database."""
         self.close()
+
+
+def _close_sqlite(store: SqliteLinkStore, database: SqliteDatabase) -> None:
+    try:
+        store.flush_now()
+    except LedgerUnavailableError as exc:
+        _log.warning("pending link views were not recorded: %s", exc)
+    finally:
+        database.close()
 
 
 def replace_keys(settings: Settings, ring: KeyRing) -> None:

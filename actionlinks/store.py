@@ -11,7 +11,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any, Literal, TypeAlias
+from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeAlias
+
+from actionlinks.actions import LinkJournal
 
 if TYPE_CHECKING:
     from actionlinks.clock import Clock
@@ -73,6 +75,14 @@ class LinkStatus:
     used_at: datetime | None
     revoked_at: datetime | None
     rejected: tuple[RejectedAttempt, ...]
+
+
+class LinkStore(LinkJournal, Protocol):
+    """A journal of links that can also answer what it knows about one."""
+
+    async def status(self, token_id: str) -> LinkStatus | None:
+        """The status of the link ``token_id``, or ``None`` if unknown."""
+        ...
 
 
 class SqliteLinkStore:

@@ -436,7 +436,7 @@ class LinkSite:
     async def healthz(self, request: Request) -> Response:
         """GET /healthz: 200 when the database answers, else 503."""
         try:
-            await self.service.database.fetchone("SELECT 1")
+            await self.service.check_health()
         except LedgerUnavailableError:
             return JSONResponse({"status": "unavailable"}, status_code=503)
         return JSONResponse({"status": "ok"})
