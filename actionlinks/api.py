@@ -27,11 +27,16 @@ from actionlinks.store import status_json
 from actionlinks.tokens import check_text
 
 if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable
+
     from starlette.requests import Request
 
     from actionlinks.metrics import Metrics
     from actionlinks.service import Service
     from actionlinks.tokens import ActionClaims
+
+if TYPE_CHECKING:
+    ScopedEndpoint = Callable[[Request, ActionClaims], Awaitable[Response]]
 
 MAX_BODY_BYTES = 64 * 1024
 _REALM = 'Bearer realm="actionlinks"'
@@ -166,11 +171,13 @@ class ApiEndpoints:
             ),
         ]
 
-    def _guard(self, endpoint: Any, scope: str) -> Any:  # noqa: ANN401 - endpoints
+    def _guard(
+        self, endpoint: ScopedEndpoint, scope: str
+    ) -> Callable[[Request], Awaitable[Response]]:
         async def guarded(request: Request) -> Response:
             try:
                 claims = await self._authorize(request, scope)
-                return await endpoint(request, claims)  # type: ignore[no-any-return]
+                return await endpoint(request, claims)
             except ApiError as exc:
                 return exc.response()
             except LedgerUnavailableError:

@@ -61,7 +61,7 @@ if TYPE_CHECKING:
 
     from starlette.requests import Request
 
-    from actionlinks.actions import Action, Link
+    from actionlinks.actions import Action, Link, Renewer
     from actionlinks.clock import Clock
     from actionlinks.tokens import ActionClaims
 
@@ -484,7 +484,7 @@ class LinkSite:
             )
 
 
-def _renewal_announcer(handler: WebhookHandler) -> Any:  # noqa: ANN401 - a Renewer
+def _renewal_announcer(handler: WebhookHandler) -> Renewer:
     async def announce(link: Link) -> None:
         await handler.send(
             "link.renewed",
