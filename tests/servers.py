@@ -148,3 +148,13 @@ class Receiver:
     def __exit__(self, *exc_info: object) -> None:
         self._server.should_exit = True
         self._thread.join(timeout=10)
+
+
+def serve_with_handler(home: Path, receiver: Receiver, action: str) -> ServeProcess:
+    """`actionlinks serve` whose ``action`` announces each use to ``receiver``."""
+    (home / "actionlinks.toml").write_text(
+        f"[actions.{action}]\n"
+        f'handler_url = "{receiver.url}"\n'
+        f'handler_secret = "{receiver.secret}"\n'
+    )
+    return ServeProcess(home, env={"ACTIONLINKS_WEBHOOK_ALLOW_PRIVATE": "1"})

@@ -6,7 +6,7 @@ import shutil
 
 import pytest
 from playwright.sync_api import sync_playwright
-from servers import Receiver, ServeProcess
+from servers import Receiver, ServeProcess, serve_with_handler
 
 from actionlinks.webhooks import generate_secret
 
@@ -24,77 +24,65 @@ CHROMIUM_ARGS = [
 ]
 
 
-def chromium_path() -> str:
-    found = shutil.which("chromium")
-    assert found, "Debian's chromium is not installed (.ci/run installs it)"
-    return found
-
-
-def test_person_opens_confirms_and_a_reload_says_already_used(tmp_path):
-    """Open an e-mailed link, see the confirm page, click, see success; reopen: used."""
-    secret = generate_secret()
-    with Receiver(secret) as receiver:
-        (tmp_path / "actionlinks.toml").write_text(
-            "[actions.email-confirm]\n"
-            f'handler_url = "{receiver.url}"\n'
-            f'handler_secret = "{secret}"\n'
+@pytest.fixture
+def page():
+    executable = shutil.which("chromium")
+    assert executable, "Debian's chromium is not installed (.ci/run installs it)"
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=executable, args=CHROMIUM_ARGS
         )
-        server = ServeProcess(tmp_path, env={"ACTIONLINKS_WEBHOOK_ALLOW_PRIVATE": "1"})
+        try:
+            yield browser.new_page()
+        finally:
+            browser.close()
+
+
+def test_person_opens_confirms_and_a_reload_says_already_used(tmp_path, page):
+    """Open an e-mailed link, see the confirm page, click, see success; reopen: used."""
+    console: list[str] = []
+    page.on("console", lambda message: console.append(message.text))
+    with Receiver(generate_secret()) as receiver:
+        server = serve_with_handler(tmp_path, receiver, "email-confirm")
         try:
             url = server.mint("email-confirm", "ada@example.test")
-            with sync_playwright() as playwright:
-                browser = playwright.chromium.launch(
-                    executable_path=chromium_path(), args=CHROMIUM_ARGS
-                )
-                page = browser.new_page()
-                errors: list[str] = []
-                page.on("console", lambda m: errors.append(m.text))
-                response = page.goto(url + "?utm_source=newsletter")
-                assert response.status == 200
-                assert page.title() == "Confirm your e-mail address"
-                page.screenshot(path=str(tmp_path / "1-confirm.png"))
-                page.get_by_role("button", name="Confirm my address").click()
-                page.wait_for_load_state()
-                assert "Your e-mail address is confirmed." in page.content()
-                page.screenshot(path=str(tmp_path / "2-done.png"))
-                again = page.reload()
-                assert again.status == 409
-                assert "already used" in page.content()
-                page.screenshot(path=str(tmp_path / "3-already-used.png"))
-                reopened = page.goto(url)
-                assert reopened.status == 409
-                browser.close()
+            response = page.goto(url + "?utm_source=newsletter")
+            assert response.status == 200
+            assert page.title() == "Confirm your e-mail address"
+            page.screenshot(path=str(tmp_path / "1-confirm.png"))
+            page.get_by_role("button", name="Confirm my address").click()
+            page.wait_for_load_state()
+            assert "Your e-mail address is confirmed." in page.content()
+            page.screenshot(path=str(tmp_path / "2-done.png"))
+            again = page.reload()
+            assert again.status == 409
+            assert "already used" in page.content()
+            page.screenshot(path=str(tmp_path / "3-already-used.png"))
+            assert page.goto(url).status == 409
         finally:
             server.stop()
     assert [e["data"]["sub"] for e in receiver.events] == ["ada@example.test"]
-    assert not [e for e in errors if "Content Security Policy" in e]
+    assert not [m for m in console if "Content Security Policy" in m]
     for shot in ("1-confirm.png", "2-done.png", "3-already-used.png"):
         assert (tmp_path / shot).stat().st_size > 1000
 
 
-def test_password_reset_in_the_browser_checks_both_fields(tmp_path):
+def test_password_reset_in_the_browser_checks_both_fields(tmp_path, page):
     """The reset page asks twice; a mismatch is refused, then a match succeeds."""
     server = ServeProcess(tmp_path)
     try:
-        url = server.mint("password-reset", "user:42")
-        with sync_playwright() as playwright:
-            browser = playwright.chromium.launch(
-                executable_path=chromium_path(), args=CHROMIUM_ARGS
-            )
-            page = browser.new_page()
-            page.goto(url)
-            page.fill("#password", "correct horse")
-            page.fill("#password_confirm", "correct hors")
-            page.get_by_role("button", name="Set new password").click()
-            page.wait_for_load_state()
-            assert "do not match" in page.content()
-            page.screenshot(path=str(tmp_path / "reset-mismatch.png"))
-            page.fill("#password", "correct horse")
-            page.fill("#password_confirm", "correct horse")
-            page.get_by_role("button", name="Set new password").click()
-            page.wait_for_load_state()
-            assert "Your password has been changed." in page.content()
-            page.screenshot(path=str(tmp_path / "reset-done.png"))
-            browser.close()
+        page.goto(server.mint("password-reset", "user:42"))
+        page.fill("#password", "correct horse")
+        page.fill("#password_confirm", "correct hors")
+        page.get_by_role("button", name="Set new password").click()
+        page.wait_for_load_state()
+        assert "do not match" in page.content()
+        page.screenshot(path=str(tmp_path / "reset-mismatch.png"))
+        page.fill("#password", "correct horse")
+        page.fill("#password_confirm", "correct horse")
+        page.get_by_role("button", name="Set new password").click()
+        page.wait_for_load_state()
+        assert "Your password has been changed." in page.content()
+        page.screenshot(path=str(tmp_path / "reset-done.png"))
     finally:
         server.stop()

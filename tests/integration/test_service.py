@@ -10,7 +10,7 @@ import subprocess
 
 import httpx
 import pytest
-from servers import SCRIPT, Receiver, ServeProcess, clean_env
+from servers import SCRIPT, Receiver, ServeProcess, clean_env, serve_with_handler
 from support import rejection_cases
 
 from actionlinks.keys import load_keyring
@@ -176,12 +176,7 @@ def test_handler_url_receives_a_signed_webhook_and_failures_release(tmp_path):
     """Standalone dispatch: a 500 from the app says retry; a 2xx completes it."""
     secret = generate_secret()
     with Receiver(secret, statuses=[500, 204]) as receiver:
-        (tmp_path / "actionlinks.toml").write_text(
-            "[actions.email-confirm]\n"
-            f'handler_url = "{receiver.url}"\n'
-            f'handler_secret = "{secret}"\n'
-        )
-        server = ServeProcess(tmp_path, env={"ACTIONLINKS_WEBHOOK_ALLOW_PRIVATE": "1"})
+        server = serve_with_handler(tmp_path, receiver, "email-confirm")
         try:
             url = server.mint("email-confirm", "a@example.test")
             with httpx.Client(timeout=20) as client:
