@@ -9,13 +9,14 @@ a malformed one, 503 when the database is unavailable.
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from actionlinks.access import SCOPES
+from actionlinks.clock import format_instant
 from actionlinks.errors import (
     ConfigurationError,
     LedgerUnavailableError,
@@ -74,12 +75,6 @@ class ApiError(Exception):
         return JSONResponse(
             body, status_code=self.status, headers={**_NO_STORE, **self.headers}
         )
-
-
-def _iso(instant: datetime | None) -> str | None:
-    if instant is None:
-        return None
-    return instant.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
 def _invalid(field: str, detail: str) -> ApiError:
@@ -246,8 +241,8 @@ class ApiEndpoints:
                 "jti": link.claims.token_id,
                 "action": link.claims.action,
                 "sub": link.claims.subject,
-                "issued_at": _iso(link.claims.issued_at),
-                "expires_at": _iso(link.claims.expires_at),
+                "issued_at": format_instant(link.claims.issued_at),
+                "expires_at": format_instant(link.claims.expires_at),
                 "kid": link.claims.key_id,
                 "alg": link.claims.algorithm,
             },

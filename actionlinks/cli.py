@@ -12,12 +12,11 @@ import asyncio
 import json
 import os
 import sys
-from datetime import UTC
 from typing import TYPE_CHECKING, Any, NoReturn
 
 from actionlinks.access import SCOPES
 from actionlinks.actions import token_from
-from actionlinks.clock import SystemClock
+from actionlinks.clock import SystemClock, format_instant
 from actionlinks.errors import (
     ActionLinksError,
     ConfigurationError,
@@ -32,7 +31,6 @@ from actionlinks.store import status_json
 
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
-    from datetime import datetime
 
     from actionlinks.clock import Clock
     from actionlinks.tokens import ActionClaims
@@ -137,17 +135,13 @@ def _json_object(text: str) -> dict[str, Any]:
     return value
 
 
-def _iso(instant: datetime) -> str:
-    return instant.astimezone(UTC).isoformat().replace("+00:00", "Z")
-
-
 def _claims_json(claims: ActionClaims) -> dict[str, Any]:
     return {
         "action": claims.action,
         "sub": claims.subject,
         "jti": claims.token_id,
-        "issued_at": _iso(claims.issued_at),
-        "expires_at": _iso(claims.expires_at),
+        "issued_at": format_instant(claims.issued_at),
+        "expires_at": format_instant(claims.expires_at),
         "iss": claims.issuer,
         "kid": claims.key_id,
         "alg": claims.algorithm,
@@ -191,7 +185,7 @@ async def _verify(service: Service, args: argparse.Namespace) -> int:
         )
         print(
             f"valid: {claims.action} for {claims.subject}, expires "
-            f"{_iso(claims.expires_at)}, jti {claims.token_id}{note}"
+            f"{format_instant(claims.expires_at)}, jti {claims.token_id}{note}"
         )
     return 0
 
@@ -212,9 +206,9 @@ async def _status(service: Service, args: argparse.Namespace) -> int:
         ("revoked", found.revoked_at),
     ):
         if instant is not None:
-            print(f"  {label:<8} {_iso(instant)}")
+            print(f"  {label:<8} {format_instant(instant)}")
     for attempt in found.rejected:
-        print(f"  rejected {_iso(attempt.at)} ({attempt.reason})")
+        print(f"  rejected {format_instant(attempt.at)} ({attempt.reason})")
     return 0
 
 
@@ -239,7 +233,7 @@ def _keys(settings: Settings, clock: Clock, args: argparse.Namespace) -> int:
                 "kid": key.key_id,
                 "alg": key.algorithm,
                 "status": key.status,
-                "created": _iso(key.created_at),
+                "created": format_instant(key.created_at),
             }
             for key in ring
         ]
@@ -293,7 +287,7 @@ async def _tokens(service: Service, args: argparse.Namespace) -> int:
                 "token": minted.token,
                 "jti": minted.claims.token_id,
                 "scope": " ".join(sorted(minted.claims.scopes)),
-                "expires_at": _iso(minted.claims.expires_at),
+                "expires_at": format_instant(minted.claims.expires_at),
             }
         )
     else:

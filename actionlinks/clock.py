@@ -26,3 +26,8 @@ class SystemClock:
     def __repr__(self) -> str:
         """Name the clock."""
         return "SystemClock()"
+
+
+def format_instant(instant: datetime) -> str:
+    """``instant`` as RFC 3339 in UTC with a ``Z``, as every JSON output shows it."""
+    return instant.astimezone(UTC).isoformat().replace("+00:00", "Z")

@@ -14,6 +14,7 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeAlias
 
 from actionlinks.actions import LinkJournal
+from actionlinks.clock import format_instant
 
 if TYPE_CHECKING:
     from actionlinks.clock import Clock
@@ -255,9 +256,7 @@ class SqliteLinkStore:
 
 
 def _iso(instant: datetime | None) -> str | None:
-    if instant is None:
-        return None
-    return instant.astimezone(UTC).isoformat().replace("+00:00", "Z")
+    return None if instant is None else format_instant(instant)
 
 
 def status_json(status: LinkStatus) -> dict[str, Any]:

@@ -39,7 +39,7 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from actionlinks.api import ApiEndpoints, openapi_document
-from actionlinks.clock import SystemClock
+from actionlinks.clock import SystemClock, format_instant
 from actionlinks.errors import (
     ActionLinksError,
     ConfigurationError,
@@ -48,6 +48,7 @@ from actionlinks.errors import (
     TokenAlreadyUsedError,
     TokenError,
     TokenExpiredError,
+    WebhookError,
 )
 from actionlinks.forms import FormError, read_form
 from actionlinks.metrics import Metrics, TimingMiddleware
@@ -115,7 +116,12 @@ OUTCOMES: dict[type[ActionLinksError], Outcome] = {
         title="Something went wrong",
         message="Your link was not used up; please try again in a moment.",
     ),
-    ConfigurationError: Outcome(
+    WebhookError: Outcome(
+        status=502,
+        title="Something went wrong",
+        message="We could not reach the application; please try again in a moment.",
+    ),
+    ActionLinksError: Outcome(
         status=400, title="Invalid request", message="This request is not valid."
     ),
 }
@@ -128,16 +134,12 @@ def outcome_for(exc: ActionLinksError) -> Outcome:
         found = OUTCOMES.get(cls)
         if found is not None:
             return found
-    return OUTCOMES[TokenError]  # pragma: no cover - every error has a class above
+    return OUTCOMES[ActionLinksError]  # pragma: no cover - the root is in the table
 
 
 def wants_json(request: Request) -> bool:
     """Whether the client asked for JSON instead of HTML."""
     return "application/json" in request.headers.get("accept", "")
-
-
-def _iso(instant: datetime) -> str:
-    return instant.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
 def _human(instant: datetime) -> str:
@@ -210,7 +212,7 @@ class LinkSite:
         extra: dict[str, Any] = {}
         if isinstance(exc, TokenAlreadyUsedError) and exc.used_at is not None:
             message = f"This link was already used on {_human(exc.used_at)}."
-            extra["used_at"] = _iso(exc.used_at)
+            extra["used_at"] = format_instant(exc.used_at)
         renewal = (
             self._renewal_offer(exc) if isinstance(exc, TokenExpiredError) else None
         )
@@ -284,7 +286,7 @@ class LinkSite:
                 {
                     "status": "valid" if problem is None else "error",
                     "action": claims.action,
-                    "expires_at": _iso(claims.expires_at),
+                    "expires_at": format_instant(claims.expires_at),
                     "nonce": nonce,
                     **({"error": "invalid_form", "detail": problem} if problem else {}),
                 },
@@ -493,7 +495,7 @@ def _renewal_announcer(handler: WebhookHandler) -> Renewer:
                 "sub": link.claims.subject,
                 "jti": link.claims.token_id,
                 "url": link.url,
-                "expires_at": _iso(link.claims.expires_at),
+                "expires_at": format_instant(link.claims.expires_at),
             },
         )
 

@@ -20,13 +20,13 @@ import ipaddress
 import json
 import secrets
 import socket
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 import anyio
 import httpx
 
+from actionlinks.clock import format_instant
 from actionlinks.errors import ConfigurationError, WebhookDeliveryError
 
 if TYPE_CHECKING:
@@ -118,10 +118,6 @@ async def check_destination(url: str, *, allow_private: bool) -> None:
 _FAMILIES = (socket.AF_INET, socket.AF_INET6)
 
 
-def _iso(instant: datetime) -> str:
-    return instant.astimezone(UTC).isoformat().replace("+00:00", "Z")
-
-
 class WebhookHandler:
     """Announces events of an action to the application's URL, signed.
 
@@ -173,8 +169,8 @@ class WebhookHandler:
                 "action": claims.action,
                 "sub": claims.subject,
                 "jti": claims.token_id,
-                "issued_at": _iso(claims.issued_at),
-                "expires_at": _iso(claims.expires_at),
+                "issued_at": format_instant(claims.issued_at),
+                "expires_at": format_instant(claims.expires_at),
                 "data": claims.data,
                 "form": dict(form),
             },
@@ -190,7 +186,7 @@ class WebhookHandler:
         await check_destination(self.url, allow_private=self._allow_private)
         now = self._clock.now()
         body = json.dumps(
-            {"type": event, "timestamp": _iso(now), "data": dict(data)},
+            {"type": event, "timestamp": format_instant(now), "data": dict(data)},
             separators=(",", ":"),
         ).encode()
         headers = signature_headers(

@@ -801,3 +801,23 @@ async def test_an_expired_link_is_renewed_at_most_once(service, client, clock):
     assert client.post("/renew", data={"renewal": first}).status_code == 200
     assert client.post("/renew", data={"renewal": second}).status_code == 409
     assert len(delivered) == 1
+
+
+def test_every_error_of_the_tree_has_an_outcome():
+    """Token errors are 4xx; only outages (503) and failed handlers (502) are 5xx."""
+    import inspect
+
+    from actionlinks import errors
+    from actionlinks.web import outcome_for
+
+    for cls in vars(errors).values():
+        if not (inspect.isclass(cls) and issubclass(cls, errors.ActionLinksError)):
+            continue
+        exc = cls.__new__(cls)
+        status = outcome_for(exc).status
+        if issubclass(cls, errors.LedgerUnavailableError):
+            assert status == 503
+        elif issubclass(cls, errors.HandlerError | errors.WebhookError):
+            assert status == 502
+        else:
+            assert 400 <= status < 500, cls
