@@ -132,7 +132,7 @@ class WebhookHandler:
         ConfigurationError: a malformed secret or URL.
     """
 
-    __slots__ = ("_allow_private", "_client", "_clock", "_key", "url")
+    __slots__ = ("_allow_private", "_client", "_clock", "_key", "_shown", "url")
 
     def __init__(
         self,
@@ -147,14 +147,17 @@ class WebhookHandler:
         if urlsplit(url).scheme not in ("http", "https"):
             raise ConfigurationError("a handler URL must be http(s)")
         self.url = url
+        parts = urlsplit(url)
+        # Messages and reprs never show a query or credentials: they may hold secrets.
+        self._shown = f"{parts.scheme}://{parts.hostname}{parts.path}"
         self._key = secret_bytes(secret)
         self._client = client
         self._clock = clock
         self._allow_private = allow_private
 
     def __repr__(self) -> str:
-        """Show the URL, never the secret."""
-        return f"WebhookHandler({self.url!r})"
+        """Show where it posts, never the secret or the URL's query."""
+        return f"WebhookHandler({self._shown!r})"
 
     async def __call__(self, claims: ActionClaims, form: Mapping[str, str]) -> int:
         """Announce that a link was used; the receiver's 2xx status code.
@@ -206,11 +209,11 @@ class WebhookHandler:
             )
         except httpx.HTTPError as exc:
             raise WebhookDeliveryError(
-                f"the handler at {self.url} did not answer", status_code=None
+                f"the handler at {self._shown} did not answer", status_code=None
             ) from exc
         if not response.is_success:
             raise WebhookDeliveryError(
-                f"the handler at {self.url} answered {response.status_code}",
+                f"the handler at {self._shown} answered {response.status_code}",
                 status_code=response.status_code,
             )
         return response.status_code

@@ -150,3 +150,22 @@ def test_body_is_signed_exactly_as_sent(clock):
     assert sign(key, message_id="m", timestamp=1, body=compact) != sign(
         key, message_id="m", timestamp=1, body=spaced
     )
+
+
+async def test_errors_and_repr_never_show_the_urls_query(clock):
+    """A token in the handler URL's query stays out of messages and reprs."""
+    transport = httpx.MockTransport(lambda request: httpx.Response(500))
+    async with httpx.AsyncClient(transport=transport) as client:
+        handler = WebhookHandler(
+            "https://user:pw@app.example.test/hooks?key=s3cret",
+            secret=generate_secret(),
+            client=client,
+            clock=clock,
+            allow_private=True,
+        )
+        with pytest.raises(WebhookDeliveryError) as caught:
+            await handler.send("link.used", {})
+    for text in (str(caught.value), repr(handler)):
+        assert "s3cret" not in text
+        assert "pw" not in text
+        assert "app.example.test/hooks" in text
