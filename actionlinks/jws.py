@@ -6,7 +6,7 @@ from ``base64``, ``binascii`` or ``json`` escapes.
 
 from __future__ import annotations
 
-import base64
+import binascii
 import json
 import re
 from typing import Any, NoReturn
@@ -14,11 +14,18 @@ from typing import Any, NoReturn
 from actionlinks.errors import MalformedTokenError
 
 _B64URL = re.compile(r"[A-Za-z0-9_-]*")
+_TO_URL = bytes.maketrans(b"+/", b"-_")
+_FROM_URL = bytes.maketrans(b"-_", b"+/")
+_PADDING = {0: b"", 2: b"==", 3: b"="}
+# The last character of a segment of length 4n+2 (4n+3) carries 4 (2) unused
+# bits, which must be zero: only these characters are canonical there.
+_CANONICAL_LAST = {2: frozenset("AQgw"), 3: frozenset("AEIMQUYcgkosw048")}
 
 
 def b64url_encode(raw: bytes) -> str:
     """Unpadded base64url text of ``raw``."""
-    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii")
+    encoded = binascii.b2a_base64(raw, newline=False).translate(_TO_URL)
+    return encoded.rstrip(b"=").decode("ascii")
 
 
 def decode_segment(segment: str) -> bytes:
@@ -27,12 +34,13 @@ def decode_segment(segment: str) -> bytes:
     Raises:
         MalformedTokenError: padding, other characters, or set trailing bits.
     """
-    if len(segment) % 4 == 1 or not _B64URL.fullmatch(segment):
+    remainder = len(segment) % 4
+    if remainder == 1 or not _B64URL.fullmatch(segment):
         malformed("a segment is not unpadded base64url")
-    raw = base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4))
-    if b64url_encode(raw) != segment:
+    if remainder and segment[-1] not in _CANONICAL_LAST[remainder]:
         malformed("a segment is not canonical base64url")
-    return raw
+    data = segment.encode("ascii").translate(_FROM_URL) + _PADDING[remainder]
+    return binascii.a2b_base64(data, strict_mode=True)
 
 
 def malformed(message: str) -> NoReturn:

@@ -179,6 +179,7 @@ def _instant(seconds: int) -> datetime:
     return datetime.fromtimestamp(seconds, UTC)
 
 
+_NONE: frozenset[str] = frozenset()
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
@@ -336,7 +337,7 @@ class TokenIssuer:
             payload["dat"] = _checked_data(data)
         if state is not None:
             payload["sfp"] = _state_tag(key, purpose.name, subject, state)
-        scope = " ".join(sorted(set(scopes)))
+        scope = " ".join(sorted(set(scopes))) if scopes else ""
         if scope:
             if not _SCOPE.fullmatch(scope):
                 raise ConfigurationError(
@@ -552,7 +553,7 @@ class TokenIssuer:
             kind=purpose.kind,
             data=payload.get("dat"),
             is_state_bound="sfp" in payload,
-            scopes=frozenset(payload.get("scope", "").split()),
+            scopes=frozenset(payload["scope"].split()) if "scope" in payload else _NONE,
         )
 
 
