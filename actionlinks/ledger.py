@@ -13,6 +13,7 @@ Backends: :class:`MemoryLedger` here (one process, for tests), and
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import TYPE_CHECKING, Literal, Protocol, TypeAlias
 
 if TYPE_CHECKING:
@@ -21,6 +22,8 @@ if TYPE_CHECKING:
     from actionlinks.clock import Clock
 
 UseState: TypeAlias = Literal["used", "revoked"]
+PURGE_EVERY = timedelta(minutes=1)
+"""How often backends sweep expired entries (not on every call: it scans)."""
 ALL_ACTIONS = ""
 """The action key of a revocation that covers every action of a subject."""
 
@@ -91,11 +94,12 @@ class Ledger(Protocol):
 class MemoryLedger:
     """A ledger in this process's memory, for tests and single-process use."""
 
-    __slots__ = ("_clock", "_entries", "_revocations")
+    __slots__ = ("_clock", "_entries", "_last_purge", "_revocations")
 
     def __init__(self, *, clock: Clock) -> None:
         """Start empty; ``clock`` stamps uses and drives purging."""
         self._clock = clock
+        self._last_purge = clock.now()
         self._entries: dict[str, LedgerEntry] = {}
         self._revocations: dict[tuple[str, str], tuple[datetime, datetime]] = {}
 
@@ -105,6 +109,9 @@ class MemoryLedger:
 
     def _purge(self) -> None:
         now = self._clock.now()
+        if now - self._last_purge < PURGE_EVERY:
+            return
+        self._last_purge = now
         for token_id in [k for k, v in self._entries.items() if v.expires_at < now]:
             del self._entries[token_id]
         for key in [k for k, (_, until) in self._revocations.items() if until < now]:

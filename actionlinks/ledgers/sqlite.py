@@ -6,10 +6,10 @@ is atomic across threads and across every process that opens the file.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
-from actionlinks.ledger import LedgerEntry
+from actionlinks.ledger import PURGE_EVERY, LedgerEntry
 
 if TYPE_CHECKING:
     import sqlite3
@@ -33,7 +33,6 @@ CREATE TABLE IF NOT EXISTS ledger_revocations (
     PRIMARY KEY (subject, action)
 ) WITHOUT ROWID;
 """
-_PURGE_EVERY = timedelta(minutes=1)
 
 
 def _instant(seconds: float) -> datetime:
@@ -163,7 +162,7 @@ class SqliteLedger:
         )
 
     async def _purge(self, now: datetime) -> None:
-        if now - self._last_purge < _PURGE_EVERY:
+        if now - self._last_purge < PURGE_EVERY:
             return
         self._last_purge = now
 

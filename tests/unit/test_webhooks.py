@@ -79,23 +79,31 @@ async def test_handler_posts_a_body_the_reference_library_verifies(clock, issuer
     assert secret not in repr(handler)
 
 
-@pytest.mark.parametrize("status", [301, 400, 410, 500, 503])
-async def test_non_2xx_answers_are_handler_failures(clock, status):
-    """Redirects are not followed; anything but 2xx is a delivery error."""
-    transport = httpx.MockTransport(
-        lambda request: httpx.Response(status, headers={"location": "https://x.test"})
-    )
-    async with httpx.AsyncClient(transport=transport) as client:
+async def failed_delivery(
+    respond, clock, url: str = "https://app.example.test/hooks"
+) -> tuple[WebhookDeliveryError, WebhookHandler]:
+    """Send one event through ``respond``; the delivery error and the handler."""
+    async with httpx.AsyncClient(transport=httpx.MockTransport(respond)) as client:
         handler = WebhookHandler(
-            "https://app.example.test/hooks",
+            url,
             secret=generate_secret(),
             client=client,
             clock=clock,
             allow_private=True,
         )
         with pytest.raises(WebhookDeliveryError) as caught:
-            await handler.send("link.used", {})
-    assert caught.value.status_code == status
+            await handler.send("link.used", {"x": 1})
+    return caught.value, handler
+
+
+@pytest.mark.parametrize("status", [301, 400, 410, 500, 503])
+async def test_non_2xx_answers_are_handler_failures(clock, status):
+    """Redirects are not followed; anything but 2xx is a delivery error."""
+    error, _ = await failed_delivery(
+        lambda request: httpx.Response(status, headers={"location": "https://x.test"}),
+        clock,
+    )
+    assert error.status_code == status
 
 
 async def test_unreachable_receiver_is_a_delivery_error(clock):
@@ -104,17 +112,8 @@ async def test_unreachable_receiver_is_a_delivery_error(clock):
     def refuse(request: httpx.Request) -> httpx.Response:
         raise httpx.ConnectError("refused", request=request)
 
-    async with httpx.AsyncClient(transport=httpx.MockTransport(refuse)) as client:
-        handler = WebhookHandler(
-            "https://app.example.test/",
-            secret=generate_secret(),
-            client=client,
-            clock=clock,
-            allow_private=True,
-        )
-        with pytest.raises(WebhookDeliveryError) as caught:
-            await handler.send("link.used", {"x": 1})
-    assert caught.value.status_code is None
+    error, _ = await failed_delivery(refuse, clock)
+    assert error.status_code is None
 
 
 @pytest.mark.parametrize(
@@ -154,18 +153,12 @@ def test_body_is_signed_exactly_as_sent(clock):
 
 async def test_errors_and_repr_never_show_the_urls_query(clock):
     """A token in the handler URL's query stays out of messages and reprs."""
-    transport = httpx.MockTransport(lambda request: httpx.Response(500))
-    async with httpx.AsyncClient(transport=transport) as client:
-        handler = WebhookHandler(
-            "https://user:pw@app.example.test/hooks?key=s3cret",
-            secret=generate_secret(),
-            client=client,
-            clock=clock,
-            allow_private=True,
-        )
-        with pytest.raises(WebhookDeliveryError) as caught:
-            await handler.send("link.used", {})
-    for text in (str(caught.value), repr(handler)):
+    error, handler = await failed_delivery(
+        lambda request: httpx.Response(500),
+        clock,
+        url="https://user:pw@app.example.test/hooks?key=s3cret",
+    )
+    for text in (str(error), repr(handler)):
         assert "s3cret" not in text
         assert "pw" not in text
         assert "app.example.test/hooks" in text
