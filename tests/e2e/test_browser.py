@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 
 import pytest
@@ -27,7 +28,12 @@ CHROMIUM_ARGS = [
 @pytest.fixture
 def page():
     executable = shutil.which("chromium")
-    assert executable, "Debian's chromium is not installed (.ci/run installs it)"
+    if executable is None:
+        # On a developer's machine without chromium the browser tests say why they
+        # did not run; in CI (.ci/run sets CI and installs chromium) they must run.
+        if os.environ.get("CI"):
+            pytest.fail("CI is set but Debian's chromium is not installed")
+        pytest.skip("Debian's chromium is absent: apt-get install -y chromium")
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(
             executable_path=executable, args=CHROMIUM_ARGS
