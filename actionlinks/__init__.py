@@ -10,7 +10,8 @@ from importlib.metadata import version as _version
 from actionlinks.actions import (
     DEFAULT_ACTIONS,
     Action,
-    ActionRegistry,
+    Dispatcher,
+    HandlerDispatcher,
     Link,
     Redemption,
 )
@@ -19,10 +20,14 @@ from actionlinks.errors import (
     ActionLinksError,
     ConfigurationError,
     HandlerError,
+    InvalidArgumentError,
     InvalidSignatureError,
     KeyFileError,
     LedgerUnavailableError,
     MalformedTokenError,
+    NotRenewableError,
+    RequestError,
+    ServiceClosedError,
     StateChangedError,
     TokenAlreadyUsedError,
     TokenError,
@@ -35,6 +40,7 @@ from actionlinks.errors import (
 )
 from actionlinks.keys import KeyRing, SigningKey
 from actionlinks.ledger import Ledger, LedgerEntry, MemoryLedger
+from actionlinks.registry import ActionRegistry, ExpiredLink
 from actionlinks.tokens import (
     ActionClaims,
     MintedToken,
@@ -56,7 +62,11 @@ __all__ = [
     "ActionRegistry",
     "Clock",
     "ConfigurationError",
+    "Dispatcher",
+    "ExpiredLink",
+    "HandlerDispatcher",
     "HandlerError",
+    "InvalidArgumentError",
     "InvalidSignatureError",
     "KeyFileError",
     "KeyRing",
@@ -67,8 +77,11 @@ __all__ = [
     "MalformedTokenError",
     "MemoryLedger",
     "MintedToken",
+    "NotRenewableError",
     "Purpose",
     "Redemption",
+    "RequestError",
+    "ServiceClosedError",
     "SigningKey",
     "StateChangedError",
     "SystemClock",

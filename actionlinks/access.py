@@ -1,7 +1,9 @@
 """API access tokens: JWTs of their own kind (``al-access+jwt``) with a scope.
 
 Issued by ``actionlinks tokens issue --scope …``, revocable by id, presented as
-``Authorization: Bearer <token>``. A link token is never accepted as one.
+``Authorization: Bearer <token>``. A link token is never accepted as one, and
+their revocations live under their own ledger keys (``access:<jti>``), so that
+revoking a link by id can never revoke an access token.
 """
 
 from __future__ import annotations
@@ -9,7 +11,7 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import TYPE_CHECKING
 
-from actionlinks.errors import ConfigurationError, TokenRevokedError
+from actionlinks.errors import InvalidArgumentError, TokenRevokedError
 from actionlinks.tokens import Purpose, TokenKind
 
 if TYPE_CHECKING:
@@ -57,14 +59,15 @@ class AccessTokens:
         """Issue an access token with ``scopes``.
 
         Raises:
-            ConfigurationError: an unknown scope, none at all, or a bad ttl.
+            InvalidArgumentError: an unknown scope, none at all, or a bad ttl.
         """
         wanted = set(scopes)
         unknown = wanted - set(SCOPES)
         if unknown or not wanted:
-            raise ConfigurationError(
+            raise InvalidArgumentError(
                 f"scopes must be among {', '.join(SCOPES)}; got "
-                f"{', '.join(sorted(unknown)) or 'none'}"
+                f"{', '.join(sorted(unknown)) or 'none'}",
+                field="scope",
             )
         return self._issuer.mint(ACCESS, subject=subject, ttl=ttl, scopes=wanted)
 
@@ -75,7 +78,7 @@ class AccessTokens:
             LedgerUnavailableError: the ledger failed.
         """
         expires_at = self._clock.now() + ACCESS.max_ttl + timedelta(minutes=5)
-        await self._ledger.revoke(token_id, expires_at=expires_at)
+        await self._ledger.revoke(_ledger_key(token_id), expires_at=expires_at)
 
     async def authenticate(self, token: str) -> ActionClaims:
         """Verify an access token and that it was not revoked.
@@ -85,9 +88,13 @@ class AccessTokens:
             LedgerUnavailableError: the ledger failed.
         """
         claims = self._issuer.verify(token, ACCESS)
-        entry = await self._ledger.lookup(claims.token_id)
+        entry = await self._ledger.lookup(_ledger_key(claims.token_id))
         if entry is not None and entry.state == "revoked":
             raise TokenRevokedError(
                 "the access token was revoked", token_id=claims.token_id
             )
         return claims
+
+
+def _ledger_key(token_id: str) -> str:
+    return f"access:{token_id}"

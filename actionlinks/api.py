@@ -3,7 +3,8 @@
 Errors are JSON with a stable ``error`` code: 401 (with ``WWW-Authenticate:
 Bearer``) for a missing or invalid token, 403 for a missing scope, 413 for a
 body over 64 KiB, 415 for a body that is not JSON, 422 (naming the ``field``) for
-a malformed one, 503 when the database is unavailable.
+a malformed one, 503 when the database is unavailable. Endpoints raise; the
+app's one exception handler calls :func:`api_error`.
 """
 
 from __future__ import annotations
@@ -15,17 +16,18 @@ from typing import TYPE_CHECKING, Any
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from actionlinks.access import SCOPES
 from actionlinks.clock import format_instant
 from actionlinks.errors import (
+    ActionLinksError,
     ConfigurationError,
+    InvalidArgumentError,
     LedgerUnavailableError,
+    RequestError,
     TokenError,
 )
 from actionlinks.keys import ALGORITHMS, parse_algorithm
-from actionlinks.settings import parse_duration
-from actionlinks.store import status_json
-from actionlinks.tokens import check_text
+from actionlinks.links import status_json
+from actionlinks.settings import MAX_DURATION, parse_duration
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
@@ -36,68 +38,62 @@ if TYPE_CHECKING:
     from actionlinks.service import Service
     from actionlinks.tokens import ActionClaims
 
-if TYPE_CHECKING:
     ScopedEndpoint = Callable[[Request, ActionClaims], Awaitable[Response]]
 
 MAX_BODY_BYTES = 64 * 1024
+ROUTE_PREFIX = "api."
 _REALM = 'Bearer realm="actionlinks"'
 _NO_STORE = {"Cache-Control": "no-store"}
 _MINT_FIELDS = frozenset({"action", "sub", "ttl", "data", "state", "alg"})
 
 
-class ApiError(Exception):
-    """A refused API request: status, stable code, and the field at fault."""
-
-    def __init__(
-        self,
-        status: int,
-        code: str,
-        *,
-        field: str | None = None,
-        detail: str | None = None,
-        headers: dict[str, str] | None = None,
-    ) -> None:
-        """Carry what the JSON error says."""
-        super().__init__(code)
-        self.status = status
-        self.code = code
-        self.field = field
-        self.detail = detail
-        self.headers = headers or {}
-
-    def response(self) -> Response:
-        """The JSON error response."""
-        body: dict[str, Any] = {"error": self.code}
-        if self.field is not None:
-            body["field"] = self.field
-        if self.detail is not None:
-            body["detail"] = self.detail
-        return JSONResponse(
-            body, status_code=self.status, headers={**_NO_STORE, **self.headers}
-        )
+def api_error(exc: ActionLinksError) -> Response:
+    """The JSON error response of ``exc`` for an API client."""
+    body: dict[str, Any] = {}
+    headers = dict(_NO_STORE)
+    if isinstance(exc, RequestError):
+        status, body["error"] = exc.status, exc.code
+        if exc.field is not None:
+            body["field"] = exc.field
+        if exc.status >= 422:
+            body["detail"] = str(exc)
+        headers.update(exc.headers)
+    elif isinstance(exc, InvalidArgumentError):
+        status = 422
+        body = {"error": "invalid_request", "field": exc.field, "detail": str(exc)}
+    elif isinstance(exc, LedgerUnavailableError):
+        status, body["error"] = 503, "unavailable"
+    else:
+        status, body["error"] = 400, "invalid_request"
+    return JSONResponse(body, status_code=status, headers=headers)
 
 
-def _invalid(field: str, detail: str) -> ApiError:
-    return ApiError(422, "invalid_request", field=field, detail=detail)
+def _invalid(field: str, detail: str) -> RequestError:
+    return RequestError(detail, status=422, code="invalid_request", field=field)
 
 
 async def read_json(request: Request) -> dict[str, Any]:
     """The request's JSON object body, capped at 64 KiB.
 
     Raises:
-        ApiError: 413, 415 or 422.
+        RequestError: 413, 415 or 422.
     """
     kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if kind != "application/json":
-        raise ApiError(415, "unsupported_media_type", detail="send application/json")
+        raise RequestError(
+            "send application/json", status=415, code="unsupported_media_type"
+        )
     declared = request.headers.get("content-length", "")
+    too_large = RequestError(
+        "the body is over 64 KiB", status=413, code="body_too_large"
+    )
     if declared.isdigit() and int(declared) > MAX_BODY_BYTES:
-        raise ApiError(413, "body_too_large")
+        raise too_large
     body = bytearray()
     async for chunk in request.stream():
         body.extend(chunk)
         if len(body) > MAX_BODY_BYTES:
-            raise ApiError(413, "body_too_large")
+            raise too_large
     try:
         value = json.loads(body.decode("utf-8"))
     except (UnicodeDecodeError, ValueError, RecursionError) as exc:
@@ -115,31 +111,31 @@ def _text(body: dict[str, Any], name: str, *, required: bool) -> str | None:
         return None
     if not isinstance(value, str) or not value:
         raise _invalid(name, f"'{name}' must be a non-empty string")
-    try:
-        return check_text(value, f"'{name}'", limit=4096, controls=name == "state")
-    except ConfigurationError as exc:
-        raise _invalid(name, str(exc)) from exc
+    return value
 
 
-def _ttl(value: object) -> timedelta | None:
+def parse_ttl(value: object) -> timedelta | None:
+    """A ``ttl`` given as positive seconds or a duration text (``15m``).
+
+    Raises:
+        InvalidArgumentError: anything else, zero, negative, or over ten years.
+    """
     if value is None:
         return None
-    if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+    if isinstance(value, int) and not isinstance(value, bool):
+        if not 0 < value <= MAX_DURATION.total_seconds():
+            raise InvalidArgumentError(
+                "'ttl' must be 1 second to ten years", field="ttl"
+            )
         return timedelta(seconds=value)
     if isinstance(value, str):
         try:
             return parse_duration(value)
         except ConfigurationError as exc:
-            raise _invalid("ttl", str(exc)) from exc
-    raise _invalid("ttl", "'ttl' must be positive seconds or a duration like 15m")
-
-
-def _field_of(exc: ConfigurationError) -> str:
-    message = str(exc)
-    for name in ("ttl", "data", "scope", "state"):
-        if name in message:
-            return name
-    return "sub"
+            raise InvalidArgumentError(str(exc), field="ttl") from exc
+    raise InvalidArgumentError(
+        "'ttl' must be positive seconds or a duration like 15m", field="ttl"
+    )
 
 
 class ApiEndpoints:
@@ -151,32 +147,40 @@ class ApiEndpoints:
         self._metrics = metrics
 
     def routes(self) -> list[Route]:
-        """The API's routes."""
+        """The API's routes, named ``api.…``."""
         return [
-            Route("/v1/links", self._guard(self.mint, "links:write"), methods=["POST"]),
+            Route(
+                "/v1/links",
+                self._guard(self.mint, "links:write"),
+                methods=["POST"],
+                name=f"{ROUTE_PREFIX}mint",
+            ),
             Route(
                 "/v1/links/revoke",
                 self._guard(self.revoke, "links:write"),
                 methods=["POST"],
+                name=f"{ROUTE_PREFIX}revoke",
             ),
             Route(
                 "/v1/links/{jti}",
                 self._guard(self.status, "links:read"),
                 methods=["GET"],
+                name=f"{ROUTE_PREFIX}status",
             ),
         ]
+
+    @staticmethod
+    def serves(request: Request) -> bool:
+        """Whether ``request`` was routed to the API."""
+        name = getattr(request.scope.get("route"), "name", None) or ""
+        return name.startswith(ROUTE_PREFIX)
 
     def _guard(
         self, endpoint: ScopedEndpoint, scope: str
     ) -> Callable[[Request], Awaitable[Response]]:
         async def guarded(request: Request) -> Response:
-            try:
-                claims = await self._authorize(request, scope)
-                return await endpoint(request, claims)
-            except ApiError as exc:
-                return exc.response()
-            except LedgerUnavailableError:
-                return ApiError(503, "unavailable").response()
+            claims = await self._authorize(request, scope)
+            return await endpoint(request, claims)
 
         guarded.__name__ = endpoint.__name__
         return guarded
@@ -184,20 +188,26 @@ class ApiEndpoints:
     async def _authorize(self, request: Request, scope: str) -> ActionClaims:
         scheme, _, token = request.headers.get("authorization", "").partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
-            raise ApiError(401, "unauthorized", headers={"WWW-Authenticate": _REALM})
+            raise RequestError(
+                "no Bearer token",
+                status=401,
+                code="unauthorized",
+                headers={"WWW-Authenticate": _REALM},
+            )
         try:
             claims = await self._service.access.authenticate(token.strip())
         except TokenError as exc:
-            raise ApiError(
-                401,
-                "invalid_token",
+            raise RequestError(
+                "invalid access token",
+                status=401,
+                code="invalid_token",
                 headers={"WWW-Authenticate": f'{_REALM}, error="invalid_token"'},
             ) from exc
         if scope not in claims.scopes:
-            raise ApiError(
-                403,
-                "insufficient_scope",
-                detail=f"this route needs the {scope} scope",
+            raise RequestError(
+                f"this route needs the {scope} scope",
+                status=403,
+                code="insufficient_scope",
                 headers={
                     "WWW-Authenticate": (
                         f'{_REALM}, error="insufficient_scope", scope="{scope}"'
@@ -213,8 +223,6 @@ class ApiEndpoints:
         if unknown:
             raise _invalid(unknown[0], f"unknown field '{unknown[0]}'")
         action = _text(body, "action", required=True) or ""
-        if action not in self._service.registry.actions:
-            raise _invalid("action", "no such action")
         subject = _text(body, "sub", required=True) or ""
         data = body.get("data")
         if data is not None and not isinstance(data, dict):
@@ -222,17 +230,14 @@ class ApiEndpoints:
         algorithm = _text(body, "alg", required=False)
         if algorithm is not None and algorithm not in ALGORITHMS:
             raise _invalid("alg", f"'alg' must be one of {', '.join(ALGORITHMS)}")
-        try:
-            link = await self._service.registry.mint(
-                action,
-                subject=subject,
-                ttl=_ttl(body.get("ttl")),
-                data=data,
-                state=_text(body, "state", required=False),
-                algorithm=parse_algorithm(algorithm) if algorithm else None,
-            )
-        except ConfigurationError as exc:
-            raise _invalid(_field_of(exc), str(exc)) from exc
+        link = await self._service.registry.mint(
+            action,
+            subject=subject,
+            ttl=parse_ttl(body.get("ttl")),
+            data=data,
+            state=_text(body, "state", required=False),
+            algorithm=parse_algorithm(algorithm) if algorithm else None,
+        )
         self._metrics.count("actionlinks_links_minted_total", "action", action)
         return JSONResponse(
             {
@@ -252,10 +257,12 @@ class ApiEndpoints:
 
     async def status(self, request: Request, caller: ActionClaims) -> Response:
         """GET /v1/links/{jti}: the link's state and rejected attempts."""
-        found = await self._service.store.status(request.path_params["jti"])
+        found = await self._service.links.status(request.path_params["jti"])
         if found is None:
-            raise ApiError(404, "not_found", detail="no link with this jti")
-        return JSONResponse(status_json(found), headers=_NO_STORE)
+            raise RequestError("no link with this jti", status=404, code="not_found")
+        body = status_json(found)
+        body["dispatch"] = self._service.describe(found.action)
+        return JSONResponse(body, headers=_NO_STORE)
 
     async def revoke(self, request: Request, caller: ActionClaims) -> Response:
         """POST /v1/links/revoke: ``{"jti"}`` or ``{"sub", "action"?}``."""
@@ -274,198 +281,7 @@ class ApiEndpoints:
                 raise _invalid("action", "'action' goes with 'sub', not 'jti'")
             await registry.revoke(token_id)
             return JSONResponse({"revoked": {"jti": token_id}}, headers=_NO_STORE)
-        if action is not None and action not in registry.actions:
-            raise _invalid("action", "no such action")
         await registry.revoke_subject(subject or "", action=action)
         return JSONResponse(
             {"revoked": {"sub": subject, "action": action}}, headers=_NO_STORE
         )
-
-
-def _error_schema() -> dict[str, Any]:
-    return {
-        "type": "object",
-        "required": ["error"],
-        "properties": {
-            "error": {"type": "string"},
-            "field": {"type": "string"},
-            "detail": {"type": "string"},
-        },
-    }
-
-
-def openapi_document(base_url: str) -> dict[str, Any]:
-    """The OpenAPI 3.1 description of the HTTP API."""
-    error = {"$ref": "#/components/schemas/Error"}
-
-    def errors(*codes: int) -> dict[str, Any]:
-        return {
-            str(code): {
-                "description": description,
-                "content": {"application/json": {"schema": error}},
-            }
-            for code, description in (
-                (401, "Missing or invalid access token"),
-                (403, "The access token lacks the scope"),
-                (404, "No such link"),
-                (413, "Body over 64 KiB"),
-                (415, "Body is not application/json"),
-                (422, "Malformed body; 'field' names the culprit"),
-                (503, "Database unavailable"),
-            )
-            if code in codes
-        }
-
-    def json_body(schema: str) -> dict[str, Any]:
-        return {
-            "required": True,
-            "content": {
-                "application/json": {
-                    "schema": {"$ref": f"#/components/schemas/{schema}"}
-                }
-            },
-        }
-
-    return {
-        "openapi": "3.1.0",
-        "info": {
-            "title": "actionlinks",
-            "version": "1",
-            "description": "Mint, inspect and revoke signed one-time action links.",
-        },
-        "servers": [{"url": base_url}],
-        "security": [{"bearer": []}],
-        "paths": {
-            "/v1/links": {
-                "post": {
-                    "operationId": "mintLink",
-                    "summary": "Mint a link (scope links:write)",
-                    "requestBody": json_body("MintRequest"),
-                    "responses": {
-                        "201": {
-                            "description": "The minted link",
-                            "content": {
-                                "application/json": {
-                                    "schema": {"$ref": "#/components/schemas/Link"}
-                                }
-                            },
-                        },
-                        **errors(401, 403, 413, 415, 422, 503),
-                    },
-                }
-            },
-            "/v1/links/{jti}": {
-                "get": {
-                    "operationId": "getLinkStatus",
-                    "summary": "A link's status (scope links:read)",
-                    "parameters": [
-                        {
-                            "name": "jti",
-                            "in": "path",
-                            "required": True,
-                            "schema": {"type": "string"},
-                        }
-                    ],
-                    "responses": {
-                        "200": {
-                            "description": "The link's status",
-                            "content": {
-                                "application/json": {
-                                    "schema": {
-                                        "$ref": "#/components/schemas/LinkStatus"
-                                    }
-                                }
-                            },
-                        },
-                        **errors(401, 403, 404, 503),
-                    },
-                }
-            },
-            "/v1/links/revoke": {
-                "post": {
-                    "operationId": "revokeLinks",
-                    "summary": "Revoke a link or a subject's links (scope links:write)",
-                    "requestBody": json_body("RevokeRequest"),
-                    "responses": {
-                        "200": {"description": "Revoked"},
-                        **errors(401, 403, 413, 415, 422, 503),
-                    },
-                }
-            },
-        },
-        "components": {
-            "securitySchemes": {
-                "bearer": {
-                    "type": "http",
-                    "scheme": "bearer",
-                    "bearerFormat": "JWT",
-                    "description": "An access token from `actionlinks tokens issue`; "
-                    f"scopes: {', '.join(SCOPES)}",
-                }
-            },
-            "schemas": {
-                "Error": _error_schema(),
-                "MintRequest": {
-                    "type": "object",
-                    "required": ["action", "sub"],
-                    "additionalProperties": False,
-                    "properties": {
-                        "action": {"type": "string"},
-                        "sub": {"type": "string", "minLength": 1, "maxLength": 256},
-                        "ttl": {
-                            "oneOf": [
-                                {"type": "integer", "minimum": 1},
-                                {"type": "string"},
-                            ]
-                        },
-                        "data": {"type": "object"},
-                        "state": {"type": "string"},
-                        "alg": {"enum": list(ALGORITHMS)},
-                    },
-                },
-                "Link": {
-                    "type": "object",
-                    "properties": {
-                        name: {"type": "string"}
-                        for name in (
-                            "url",
-                            "token",
-                            "jti",
-                            "action",
-                            "sub",
-                            "issued_at",
-                            "expires_at",
-                            "kid",
-                            "alg",
-                        )
-                    },
-                },
-                "LinkStatus": {
-                    "type": "object",
-                    "properties": {
-                        "jti": {"type": "string"},
-                        "action": {"type": "string"},
-                        "sub": {"type": "string"},
-                        "state": {
-                            "enum": ["issued", "viewed", "used", "expired", "revoked"]
-                        },
-                        "issued_at": {"type": "string", "format": "date-time"},
-                        "expires_at": {"type": "string", "format": "date-time"},
-                        "viewed_at": {"type": ["string", "null"]},
-                        "used_at": {"type": ["string", "null"]},
-                        "revoked_at": {"type": ["string", "null"]},
-                        "rejected_attempts": {"type": "array"},
-                    },
-                },
-                "RevokeRequest": {
-                    "type": "object",
-                    "additionalProperties": False,
-                    "properties": {
-                        "jti": {"type": "string"},
-                        "sub": {"type": "string"},
-                        "action": {"type": "string"},
-                    },
-                },
-            },
-        },
-    }

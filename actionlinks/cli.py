@@ -1,8 +1,10 @@
 """The ``actionlinks`` command: argument parsing only; the library does the work.
 
-Exit codes: 0 success; 1 a token was rejected; 2 usage or configuration error;
-3 the ledger database is unavailable. Errors are one line on stderr, never a
-traceback, and never contain a token or a secret.
+Exit codes: 0 success; 1 a token was rejected; 2 usage or configuration error
+(including a port in use or an unknown host for ``serve``); 3 the database is
+unavailable. Errors are one line on stderr, never a traceback, and never contain
+a token or a secret. A closed stdout (``… | head -c1``) ends the command
+silently.
 """
 
 from __future__ import annotations
@@ -12,7 +14,9 @@ import asyncio
 import json
 import os
 import sys
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any, NoReturn
+from urllib.parse import urlsplit
 
 from actionlinks.access import SCOPES
 from actionlinks.actions import token_from
@@ -23,11 +27,13 @@ from actionlinks.errors import (
     LedgerUnavailableError,
     TokenError,
 )
-from actionlinks.keys import ALGORITHMS, load_keyring, parse_algorithm
-from actionlinks.server import serve_forever
-from actionlinks.service import Service, initialize, replace_keys
+from actionlinks.home import initialize, replace_keys
+from actionlinks.keyfile import load_keyring
+from actionlinks.keys import ALGORITHMS, parse_algorithm
+from actionlinks.links import status_json
+from actionlinks.server import listen, serve_forever
+from actionlinks.service import Service
 from actionlinks.settings import Settings, parse_duration
-from actionlinks.store import status_json
 
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
@@ -38,6 +44,8 @@ if TYPE_CHECKING:
 EXIT_REJECTED = 1
 EXIT_USAGE = 2
 EXIT_UNAVAILABLE = 3
+EXIT_CLOSED_PIPE = 141  # 128 + SIGPIPE, as a shell reports it
+_WILDCARDS = frozenset({"", "0.0.0.0", "::"})  # noqa: S104 - names, not a bind
 
 
 class _Parser(argparse.ArgumentParser):
@@ -53,7 +61,8 @@ def _parser() -> argparse.ArgumentParser:
         "Reads its home directory from ACTIONLINKS_HOME (default: here).",
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    commands.add_parser("init", help="create the config and keys in the home dir")
+    init = commands.add_parser("init", help="create the config and keys in the home")
+    init.add_argument("--base-url", metavar="URL", help="where people reach links")
 
     mint = commands.add_parser("mint", help="mint a link and print its URL")
     mint.add_argument("action", metavar="ACTION")
@@ -128,7 +137,7 @@ def _algorithm(text: str) -> str:
 def _json_object(text: str) -> dict[str, Any]:
     try:
         value = json.loads(text)
-    except ValueError as exc:
+    except (ValueError, RecursionError) as exc:
         raise argparse.ArgumentTypeError("--data must be a JSON object") from exc
     if not isinstance(value, dict):
         raise argparse.ArgumentTypeError("--data must be a JSON object")
@@ -171,12 +180,18 @@ async def _mint(service: Service, args: argparse.Namespace) -> int:
 
 
 async def _verify(service: Service, args: argparse.Namespace) -> int:
-    claims = await service.registry.check(
-        token_from(args.token),
-        action=args.action,
-        state=args.state,
-        ignore_state=args.state is None,
-    )
+    try:
+        claims = await service.registry.check(
+            token_from(args.token),
+            action=args.action,
+            state=args.state,
+            ignore_state=args.state is None,
+        )
+    except TokenError as exc:
+        if not args.json:
+            raise
+        _print_json({"valid": False, "error": exc.code, "reason": str(exc)})
+        return EXIT_REJECTED
     if args.json:
         _print_json({"valid": True, **_claims_json(claims)})
     else:
@@ -191,11 +206,12 @@ async def _verify(service: Service, args: argparse.Namespace) -> int:
 
 
 async def _status(service: Service, args: argparse.Namespace) -> int:
-    found = await service.store.status(args.jti)
+    found = await service.links.status(args.jti)
     if found is None:
         raise ConfigurationError(f"no link with jti {args.jti[:64]!r} in this database")
+    does = service.describe(found.action)
     if args.json:
-        _print_json(status_json(found))
+        _print_json({**status_json(found), "dispatch": does})
         return 0
     print(f"{found.action} for {found.subject}: {found.state}")
     for label, instant in (
@@ -207,8 +223,16 @@ async def _status(service: Service, args: argparse.Namespace) -> int:
     ):
         if instant is not None:
             print(f"  {label:<8} {format_instant(instant)}")
-    for attempt in found.rejected:
-        print(f"  rejected {format_instant(attempt.at)} ({attempt.reason})")
+    for attempts in found.rejected:
+        print(
+            f"  rejected {attempts.count} times ({attempts.reason}), last "
+            f"{format_instant(attempts.last_at)}"
+        )
+    if does is None:
+        print(
+            f"  note: {found.action} has no handler, handler_url or redirect: "
+            "a use only records that it happened"
+        )
     return 0
 
 
@@ -242,20 +266,17 @@ def _keys(settings: Settings, clock: Clock, args: argparse.Namespace) -> int:
         else:
             for row in rows:
                 print(
-                    "  ".join(
-                        (
-                            row["kid"],
-                            f"{row['alg']:<5}",
-                            f"{row['status']:<8}",
-                            row["created"],
-                        )
-                    )
+                    f"{row['kid']}  {row['alg']:<5}  {row['status']:<8}  "
+                    f"{row['created']}"
                 )
     elif args.keys_command == "rotate":
         rotated = ring.rotated(args.alg, created_at=clock.now())
         replace_keys(settings, rotated)
         new = rotated.signing_key(args.alg)
-        print(f"new {args.alg} signing key {new.key_id}; older ones still verify")
+        print(
+            f"new {args.alg} signing key {new.key_id}; older ones still verify; "
+            "a running service picks it up within seconds"
+        )
     elif args.keys_command == "retire":
         replace_keys(settings, ring.retired(args.kid))
         print(f"retired key {args.kid}; links it signed no longer verify")
@@ -264,11 +285,22 @@ def _keys(settings: Settings, clock: Clock, args: argparse.Namespace) -> int:
     return 0
 
 
-def _init(settings: Settings, clock: Clock) -> int:
+def _for_new_home(settings: Settings, base_url: str) -> Settings:
+    """``settings`` with ``base_url``, and the issuer with it unless configured."""
+    settings = settings.with_base_url(base_url)
+    if "issuer" in settings.configured:
+        return settings
+    return replace(settings, issuer=settings.base_url)
+
+
+def _init(settings: Settings, clock: Clock, args: argparse.Namespace) -> int:
+    if args.base_url is not None:
+        settings = _for_new_home(settings, args.base_url)
     created = initialize(settings, clock=clock)
     if created:
         for path in created:
             print(f"created {path}")
+        print(f"links are built for {settings.base_url}")
         print("next: actionlinks mint password-reset --sub user:42")
     else:
         print(f"already initialised in {settings.home}; nothing changed")
@@ -295,24 +327,67 @@ async def _tokens(service: Service, args: argparse.Namespace) -> int:
     return 0
 
 
+def _listening_url(host: str, port: int) -> str:
+    shown = "127.0.0.1" if host in _WILDCARDS else host
+    if ":" in shown:
+        shown = f"[{shown}]"
+    return f"http://{shown}:{port}"
+
+
+async def _open_once(service: Service) -> None:
+    async with service:
+        pass
+
+
 def _serve(settings: Settings, clock: Clock, args: argparse.Namespace) -> int:
     if not 0 < args.port < 65536 or args.workers < 1:
         raise ConfigurationError("--port must be 1-65535 and --workers at least 1")
-    created = initialize(settings, clock=clock)
+    here = _listening_url(args.host, args.port)
+    derived = "base_url" not in settings.configured
+    if derived:
+        fresh = not settings.config_path.exists()
+        settings = (
+            _for_new_home(settings, here) if fresh else settings.with_base_url(here)
+        )
+    created = initialize(settings, clock=clock)  # records base URL and issuer
     if created:
         print(f"initialised {settings.home}: {', '.join(p.name for p in created)}")
-    Service.open(settings, clock=clock).close()  # fail here, not in every worker
-    print(f"actionlinks serving {settings.base_url} on http://{args.host}:{args.port}")
+    service = Service(settings, clock=clock, log_warnings=False)  # exit 2 if bad
+    sock = listen(args.host, args.port)  # a port in use or an unknown host: exit 2
+    try:
+        asyncio.run(_open_once(service))  # the database: exit 3 if unavailable
+    except BaseException:
+        sock.close()
+        raise
+    print(f"actionlinks serving links for {settings.base_url} on {here}")
+    if derived and settings.config_path not in created:
+        print(
+            "  base URL from --host/--port; set base_url in actionlinks.toml so "
+            "that 'actionlinks mint' builds the same links"
+        )
+    elif _origin(settings.base_url) != _origin(here):
+        print(f"  note: links point to {settings.base_url}, not to {here}")
     print(f"home {settings.home}; mint a first link with:")
     print("  actionlinks mint email-confirm --sub you@example.com")
-    serve_forever(settings, host=args.host, port=args.port, workers=args.workers)
+    sys.stdout.flush()
+    serve_forever(
+        sock,
+        workers=args.workers,
+        env={
+            "ACTIONLINKS_HOME": str(settings.home),
+            "ACTIONLINKS_BASE_URL": settings.base_url,
+        },
+    )
     return 0
 
 
-async def _with_service(
-    settings: Settings, clock: Clock, args: argparse.Namespace
-) -> int:
-    async with Service.open(settings, clock=clock) as service:
+def _origin(url: str) -> tuple[str, str, int | None]:
+    parts = urlsplit(url)
+    return parts.scheme, (parts.hostname or "").lower(), parts.port
+
+
+async def _with_service(settings: Settings, args: argparse.Namespace) -> int:
+    async with Service(settings, log_warnings=False) as service:
         if args.command == "mint":
             return await _mint(service, args)
         if args.command == "verify":
@@ -322,7 +397,8 @@ async def _with_service(
         if args.command == "status":
             return await _status(service, args)
         if args.command == "migrate":
-            print(f"database schema is current: {settings.database_url}")
+            version = await service.store.migrate()
+            print(f"database schema is current (version {version}): {service.store!r}")
             return 0
         return await _revoke(service, args)
 
@@ -334,12 +410,14 @@ def run(argv: Sequence[str], env: Mapping[str, str]) -> int:
     try:
         settings = Settings.from_env(env)
         if args.command == "init":
-            return _init(settings, clock)
+            return _init(settings, clock, args)
         if args.command == "keys":
             return _keys(settings, clock, args)
         if args.command == "serve":
             return _serve(settings, clock, args)
-        return asyncio.run(_with_service(settings, clock, args))
+        for warning in settings.warnings:
+            print(f"actionlinks: warning: {warning}", file=sys.stderr)
+        return asyncio.run(_with_service(settings, args))
     except TokenError as exc:
         print(f"actionlinks: rejected: {exc}", file=sys.stderr)
         return EXIT_REJECTED
@@ -355,6 +433,13 @@ def main() -> NoReturn:
     """Entry point of the ``actionlinks`` console script."""
     try:
         code = run(sys.argv[1:], os.environ)
+        sys.stdout.flush()
     except KeyboardInterrupt:
         code = 130
+    except BrokenPipeError:
+        # The reader went away (`… | head -c1`): stop quietly, and keep Python
+        # from complaining again when it flushes stdout at exit.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        code = EXIT_CLOSED_PIPE
     sys.exit(code)

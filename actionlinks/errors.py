@@ -10,7 +10,9 @@ evidence as keyword-only attributes instead. Each class has a stable ``code``
 
     ActionLinksError
     ├── ConfigurationError        invalid settings or arguments; raised at construction
-    ├── KeyFileError              the keys file is missing, unreadable or unsafe
+    │   ├── InvalidArgumentError  .field: one argument of a call is bad (ttl, data, …)
+    │   └── KeyFileError          the keys file is missing, unreadable or unsafe
+    ├── RequestError              .status, .field: an HTTP request refused (4xx)
     ├── TokenError                the presented link is unusable (4xx, never 500)
     │   ├── MalformedTokenError   not a well-formed compact JWS of ours
     │   ├── InvalidSignatureError also covers an unknown kid or a disallowed alg
@@ -19,9 +21,11 @@ evidence as keyword-only attributes instead. Each class has a stable ``code``
     │   ├── TokenNotYetValidError .not_before
     │   ├── StateChangedError     the subject's state moved on since minting
     │   ├── TokenRevokedError     .token_id
-    │   └── TokenAlreadyUsedError .token_id, .used_at
+    │   ├── TokenAlreadyUsedError .token_id, .used_at
+    │   └── NotRenewableError     an expired link that may not be renewed
     ├── LedgerUnavailableError    store failure (503); never read as "unused"
-    ├── HandlerError              an action's handler failed; the use was released
+    │   └── ServiceClosedError    the service was used before it was opened
+    ├── HandlerError              .released: an action's handler failed
     └── WebhookError
         └── WebhookDeliveryError  .status_code: a non-2xx answer or no answer
 """
@@ -46,10 +50,54 @@ class ConfigurationError(ActionLinksError):
     code = "configuration"
 
 
+class InvalidArgumentError(ConfigurationError):
+    """One argument of a call is invalid; ``field`` names it (``ttl``, ``data``, …).
+
+    Attributes:
+        field: the argument's wire name, as the HTTP API and the CLI call it.
+    """
+
+    code = "invalid_argument"
+
+    def __init__(self, message: str, *, field: str) -> None:
+        """Carry the name of the argument at fault."""
+        super().__init__(message)
+        self.field = field
+
+
 class KeyFileError(ConfigurationError):
     """The keys file is missing, unreadable, malformed or readable by others."""
 
     code = "key_file"
+
+
+class RequestError(ActionLinksError):
+    """An HTTP request was refused: a body, a form or credentials not accepted.
+
+    Attributes:
+        status: the HTTP status (4xx).
+        code: a stable error code (``body_too_large``, ``invalid_form``, …).
+        field: the part of the request at fault, when there is one.
+        headers: extra response headers (``WWW-Authenticate``).
+    """
+
+    code = "invalid_request"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int,
+        code: str,
+        field: str | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        """Carry the status, the stable code and the field at fault."""
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.field = field
+        self.headers = headers or {}
 
 
 class TokenError(ActionLinksError):
@@ -84,11 +132,12 @@ class TokenExpiredError(TokenError):
         action: the action of the (authentic) token, to offer a new link.
         subject: its subject, to offer a new link (never in the message).
         token_id: its id, so that it is renewed at most once.
+        issued_at: when it was issued, to tell whether a revocation covers it.
     """
 
     code = "expired"
 
-    def __init__(
+    def __init__(  # noqa: PLR0913 - evidence, all keyword-only
         self,
         message: str,
         *,
@@ -96,6 +145,7 @@ class TokenExpiredError(TokenError):
         action: str | None = None,
         subject: str | None = None,
         token_id: str | None = None,
+        issued_at: datetime | None = None,
     ) -> None:
         """Carry the instant the token expired and, once signed, whose it was."""
         super().__init__(message)
@@ -103,6 +153,7 @@ class TokenExpiredError(TokenError):
         self.action = action
         self.subject = subject
         self.token_id = token_id
+        self.issued_at = issued_at
 
 
 class TokenNotYetValidError(TokenError):
@@ -160,19 +211,47 @@ class TokenAlreadyUsedError(TokenError):
         self.used_at = used_at
 
 
+class NotRenewableError(TokenError):
+    """An expired link may not be renewed.
+
+    It was used or revoked (by id or subject), was renewed already, expired too
+    long ago, or its action has no way to deliver a new link.
+    """
+
+    code = "not_renewable"
+
+
 class LedgerUnavailableError(ActionLinksError):
     """The one-time-use store failed; nothing was consumed (maps to 503)."""
 
     code = "unavailable"
 
 
-class HandlerError(ActionLinksError):
-    """An action's handler raised; the use was released so it can be retried.
+class ServiceClosedError(LedgerUnavailableError):
+    """The service was used while closed: open it (``async with service``) first.
 
-    The handler's own exception is the ``__cause__``.
+    A Starlette app mounted in another app does not run its own lifespan, so
+    the outer app's lifespan must open the service.
+    """
+
+    code = "service_closed"
+
+
+class HandlerError(ActionLinksError):
+    """An action's handler raised; the handler's exception is the ``__cause__``.
+
+    Attributes:
+        released: whether the use was released so the link can be used again
+            (``False`` when releasing it failed too: the link may be spent).
     """
 
     code = "handler_failed"
+    released = True
+
+    def __init__(self, message: str, *, released: bool = True) -> None:
+        """Carry whether the use was released."""
+        super().__init__(message)
+        self.released = released
 
 
 class WebhookError(ActionLinksError):

@@ -11,6 +11,8 @@ from urllib.parse import parse_qsl
 
 from starlette.formparsers import MultiPartException, MultiPartParser
 
+from actionlinks.errors import RequestError
+
 if TYPE_CHECKING:
     from collections.abc import AsyncGenerator
 
@@ -20,31 +22,26 @@ if TYPE_CHECKING:
 MAX_FORM_BYTES = 64 * 1024
 
 
-class FormError(Exception):
-    """The posted body is too large, of another type or malformed."""
-
-    def __init__(self, status: int, code: str) -> None:
-        """Carry the HTTP status and a stable error code."""
-        super().__init__(code)
-        self.status = status
-        self.code = code
+def _refused(status: int, code: str) -> RequestError:
+    return RequestError(f"the form was refused ({code})", status=status, code=code)
 
 
 async def read_form(request: Request, *, limit: int = MAX_FORM_BYTES) -> dict[str, str]:
     """The posted urlencoded or multipart form, capped at ``limit`` bytes.
 
     Raises:
-        FormError: 413 too large, 415 another type, 400 malformed or with files.
+        RequestError: 413 too large, 415 another type, 400 malformed or with
+            files.
     """
     declared = request.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > limit:
-        raise FormError(413, "body_too_large")
+        raise _refused(413, "body_too_large")
     chunks: list[bytes] = []
     size = 0
     async for chunk in request.stream():
         size += len(chunk)
         if size > limit:
-            raise FormError(413, "body_too_large")
+            raise _refused(413, "body_too_large")
         chunks.append(chunk)
     body = b"".join(chunks)
     kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
@@ -57,11 +54,11 @@ async def read_form(request: Request, *, limit: int = MAX_FORM_BYTES) -> dict[st
                 errors="strict",
             )
         except (UnicodeError, ValueError) as exc:
-            raise FormError(400, "malformed_form") from exc
+            raise _refused(400, "malformed_form") from exc
         return dict(pairs)
     if kind == "multipart/form-data":
         return await _multipart(request.headers, body)
-    raise FormError(415, "unsupported_media_type")
+    raise _refused(415, "unsupported_media_type")
 
 
 async def _multipart(headers: Headers, body: bytes) -> dict[str, str]:
@@ -75,10 +72,10 @@ async def _multipart(headers: Headers, body: bytes) -> dict[str, str]:
     try:
         form = await parser.parse()
     except (MultiPartException, ValueError, KeyError) as exc:
-        raise FormError(400, "malformed_form") from exc
+        raise _refused(400, "malformed_form") from exc
     result: dict[str, str] = {}
     for name, value in form.multi_items():
         if not isinstance(value, str):  # pragma: no cover - max_files=0 refuses
-            raise FormError(400, "malformed_form")
+            raise _refused(400, "malformed_form")
         result[name] = value
     return result

@@ -2,9 +2,9 @@
 
 Each key has one algorithm, fixed when it is made; a token's header never
 chooses it. A ring holds one active (signing) key per algorithm and any number
-of retiring, verify-only keys, all selected by ``kid``. The ring is stored as a
-JWK Set with private parts (mode 0600); :meth:`KeyRing.jwks` exports only the
-public keys, for any stock JOSE library to verify EdDSA and ES256 tokens.
+of retiring, verify-only keys, all selected by ``kid``. :meth:`KeyRing.jwks`
+exports only the public keys, for any stock JOSE library to verify EdDSA and
+ES256 tokens; :mod:`actionlinks.keyfile` stores the ring with its private parts.
 
 PyJWT's JWK and signature primitives live here; the token format is in
 :mod:`actionlinks.tokens`.
@@ -12,14 +12,10 @@ PyJWT's JWK and signature primitives live here; the token format is in
 
 from __future__ import annotations
 
-import base64
 import binascii
 import hashlib
 import hmac
-import json
-import os
 import secrets
-import stat
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Literal, TypeAlias, cast, get_args
@@ -32,11 +28,11 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import (
 from jwt.algorithms import ECAlgorithm, OKPAlgorithm
 from jwt.exceptions import InvalidKeyError, PyJWKError
 
-from actionlinks.errors import ConfigurationError, KeyFileError
+from actionlinks.errors import ConfigurationError, KeyFileError, MalformedTokenError
+from actionlinks.jws import b64url_encode, decode_segment
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Iterator, Mapping
-    from pathlib import Path
 
 Algorithm: TypeAlias = Literal["HS256", "EdDSA", "ES256"]
 KeyStatus: TypeAlias = Literal["active", "retiring"]
@@ -48,14 +44,10 @@ _EC = ECAlgorithm(ECAlgorithm.SHA256, ec.SECP256R1)
 _OKP = OKPAlgorithm()
 
 
-def _b64url(raw: bytes) -> str:
-    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii")
-
-
 def _b64url_decode(text: str) -> bytes:
     try:
-        return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
-    except (binascii.Error, ValueError) as exc:
+        return decode_segment(text)
+    except (MalformedTokenError, binascii.Error) as exc:
         raise KeyFileError("a key's base64url value is malformed") from exc
 
 
@@ -256,7 +248,7 @@ class SigningKey:
         """The JWK with private parts, for the keys file only."""
         jwk: dict[str, Any]
         if isinstance(self._private, bytes):
-            jwk = {"kty": "oct", "k": _b64url(self._private)}
+            jwk = {"kty": "oct", "k": b64url_encode(self._private)}
         elif isinstance(self._private, Ed25519PrivateKey):
             jwk = dict(_OKP.to_jwk(self._private, as_dict=True))
         else:
@@ -281,7 +273,7 @@ class SigningKey:
 def new_key_id() -> str:
     """A short random key id (48 bits, base64url), never starting with "-"."""
     while True:
-        key_id = _b64url(secrets.token_bytes(_KEY_ID_BYTES))
+        key_id = b64url_encode(secrets.token_bytes(_KEY_ID_BYTES))
         if not key_id.startswith("-"):
             return key_id
 
@@ -449,71 +441,3 @@ class KeyRing:
             return cls(tuple(keys))
         except ConfigurationError as exc:
             raise KeyFileError(str(exc)) from exc
-
-
-def load_keyring(path: Path) -> KeyRing:
-    """Read the keys file at ``path``.
-
-    Raises:
-        KeyFileError: it is missing, unreadable, readable by group or others,
-            or not a valid private JWK Set.
-    """
-    try:
-        mode = path.stat().st_mode
-    except FileNotFoundError as exc:
-        raise KeyFileError(
-            f"no keys file at {path}; run 'actionlinks init' first"
-        ) from exc
-    except OSError as exc:
-        raise KeyFileError(f"cannot read keys file {path}: {exc.strerror}") from exc
-    if os.name == "posix" and mode & (stat.S_IRWXG | stat.S_IRWXO):
-        raise KeyFileError(
-            f"keys file {path} is accessible by group or others "
-            f"(mode {stat.S_IMODE(mode):o}); run 'chmod 600 {path}'"
-        )
-    try:
-        document = json.loads(path.read_bytes())
-    except OSError as exc:
-        raise KeyFileError(f"cannot read keys file {path}: {exc.strerror}") from exc
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise KeyFileError(f"keys file {path} is not valid JSON") from exc
-    return KeyRing.from_private_jwks(document)
-
-
-def save_keyring(ring: KeyRing, path: Path, *, replace: bool = False) -> None:
-    """Write ``ring`` to ``path`` atomically with mode 0600.
-
-    Args:
-        ring: the keys to write.
-        path: the keys file.
-        replace: whether an existing file may be replaced (rotation, retirement);
-            without it an existing file is never touched.
-
-    Raises:
-        KeyFileError: the file exists and ``replace`` is false, or it cannot be
-            written.
-    """
-    data = json.dumps(ring.to_private_jwks(), indent=2).encode() + b"\n"
-    if not replace and path.exists():
-        raise KeyFileError(f"keys file {path} already exists; not overwriting it")
-    temporary = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
-    try:
-        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        if replace:
-            temporary.replace(path)
-        else:
-            # link() fails if the file appeared meanwhile: never a silent overwrite.
-            os.link(temporary, path)
-            temporary.unlink()
-    except FileExistsError as exc:
-        temporary.unlink(missing_ok=True)
-        raise KeyFileError(
-            f"keys file {path} already exists; not overwriting it"
-        ) from exc
-    except OSError as exc:
-        temporary.unlink(missing_ok=True)
-        raise KeyFileError(f"cannot write keys file {path}: {exc.strerror}") from exc

@@ -6,13 +6,16 @@ check-and-set, so exactly one of any number of concurrent calls for one token
 id returns ``True``. A store failure raises
 :class:`~actionlinks.errors.LedgerUnavailableError`, never "unused".
 
+Instants are compared to the microsecond: a token issued before a revocation
+of its subject is revoked, one issued after it is not, at any spacing.
+
 Backends: :class:`MemoryLedger` here (one process, for tests), and
-:class:`actionlinks.ledgers.sqlite.SqliteLedger`, the embedded default.
+:class:`actionlinks.stores.sqlite_ledger.SqliteLedger`, the embedded default.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import timedelta
 from typing import TYPE_CHECKING, Literal, Protocol, TypeAlias
 
@@ -50,7 +53,11 @@ class Ledger(Protocol):
         ...
 
     async def release(self, token_id: str) -> None:
-        """Undo a use whose handler failed (never undoes a revocation)."""
+        """Undo a use whose handler failed.
+
+        Never undoes a revocation: a token revoked while its use was pending
+        becomes revoked, not usable again.
+        """
         ...
 
     async def lookup(self, token_id: str) -> LedgerEntry | None:
@@ -58,7 +65,11 @@ class Ledger(Protocol):
         ...
 
     async def revoke(self, token_id: str, *, expires_at: datetime) -> None:
-        """Revoke one token id (a used one stays recorded as used)."""
+        """Revoke one token id.
+
+        A used one stays recorded as used, and stays revoked if its use is
+        released afterwards.
+        """
         ...
 
     async def revoke_subject(
@@ -94,13 +105,16 @@ class Ledger(Protocol):
 class MemoryLedger:
     """A ledger in this process's memory, for tests and single-process use."""
 
-    __slots__ = ("_clock", "_entries", "_last_purge", "_revocations")
+    __slots__ = ("_clock", "_entries", "_last_purge", "_revocations", "_revoked_in_use")
 
     def __init__(self, *, clock: Clock) -> None:
         """Start empty; ``clock`` stamps uses and drives purging."""
         self._clock = clock
         self._last_purge = clock.now()
         self._entries: dict[str, LedgerEntry] = {}
+        # Revocations that arrived while the token's use was pending: a release
+        # turns the use into this revocation instead of forgetting it.
+        self._revoked_in_use: dict[str, datetime] = {}
         self._revocations: dict[tuple[str, str], tuple[datetime, datetime]] = {}
 
     def __repr__(self) -> str:
@@ -114,6 +128,7 @@ class MemoryLedger:
         self._last_purge = now
         for token_id in [k for k, v in self._entries.items() if v.expires_at < now]:
             del self._entries[token_id]
+            self._revoked_in_use.pop(token_id, None)
         for key in [k for k, (_, until) in self._revocations.items() if until < now]:
             del self._revocations[key]
 
@@ -128,26 +143,30 @@ class MemoryLedger:
         return True
 
     async def release(self, token_id: str) -> None:
-        """Forget a use (not a revocation)."""
+        """Forget a use, or turn it into the revocation that came meanwhile."""
         entry = self._entries.get(token_id)
-        if entry is not None and entry.state == "used":
+        if entry is None or entry.state != "used":
+            return
+        revoked_at = self._revoked_in_use.pop(token_id, None)
+        if revoked_at is None:
             del self._entries[token_id]
+        else:
+            self._entries[token_id] = replace(entry, state="revoked", at=revoked_at)
 
     async def lookup(self, token_id: str) -> LedgerEntry | None:
         """The entry for ``token_id``, if any."""
         return self._entries.get(token_id)
 
     async def revoke(self, token_id: str, *, expires_at: datetime) -> None:
-        """Revoke ``token_id`` unless it was already used."""
-        self._entries.setdefault(
-            token_id,
-            LedgerEntry(
-                token_id=token_id,
-                state="revoked",
-                at=self._clock.now(),
-                expires_at=expires_at,
-            ),
-        )
+        """Revoke ``token_id``; a used one stays used, and revoked if released."""
+        now = self._clock.now()
+        entry = self._entries.get(token_id)
+        if entry is None:
+            self._entries[token_id] = LedgerEntry(
+                token_id=token_id, state="revoked", at=now, expires_at=expires_at
+            )
+        elif entry.state == "used":
+            self._revoked_in_use.setdefault(token_id, now)
 
     async def revoke_subject(
         self, subject: str, *, action: str, before: datetime, until: datetime

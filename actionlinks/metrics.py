@@ -2,17 +2,23 @@
 
 Counters of links minted, viewed, used and rejected (by reason) and a request
 latency histogram per route, rendered in the Prometheus text format. The ASGI
-middleware times each request and logs it with ``/a/<token>`` shown as
-``/a/…``: tokens never reach a log line.
+middleware times each request and logs it by the route it matched, wherever the
+app is mounted: ``/links/a/{token}`` is logged as ``/links/a/…``. A path that
+matched no route is logged percent-encoded (no forged lines) with every long
+segment, where a token could hide, shown as ``…``.
 """
 
 from __future__ import annotations
 
 import logging
+import re
 import time
 from bisect import bisect_left
 from collections import defaultdict
 from typing import TYPE_CHECKING
+from urllib.parse import quote
+
+from starlette.routing import Mount
 
 if TYPE_CHECKING:
     from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -25,11 +31,32 @@ def _escape(value: str) -> str:
     return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
 
 
-def redact(path: str) -> str:
-    """``path`` with any link token replaced by an ellipsis."""
-    if path.startswith("/a/"):
-        return "/a/…"
-    return path
+_PARAM = re.compile(r"\{(\w+)(?::\w+)?\}")
+_SECRET_PARAMS = frozenset({"token"})
+_LONGEST_SEGMENT = 32
+_SAFE = "/:@!$&'()*+,;=-._~"
+
+
+def _encoded(text: str) -> str:
+    """``text`` percent-encoded: no control character reaches the log."""
+    return quote(text, safe=_SAFE)
+
+
+def loggable_path(scope: Scope) -> str:
+    """The request path for the log: its route with secrets redacted, escaped."""
+    root = _encoded(scope.get("root_path", ""))
+    route = scope.get("route")
+    template = getattr(route, "path", None)
+    if template is None or isinstance(route, Mount):
+        segments = _encoded(scope["path"]).split("/")
+        return "/".join(s if len(s) <= _LONGEST_SEGMENT else "…" for s in segments)
+    params = scope.get("path_params", {})
+
+    def shown(found: re.Match[str]) -> str:
+        name = found.group(1)
+        return "…" if name in _SECRET_PARAMS else _encoded(str(params.get(name, "")))
+
+    return root + _PARAM.sub(shown, template)  # route templates are our own text
 
 
 class Metrics:
@@ -127,8 +154,8 @@ class TimingMiddleware:
             self._metrics.observe(template, scope["method"], elapsed)
             _log.info(
                 "%s %s %d %.1fms",
-                scope["method"],
-                redact(scope["path"]),
+                _encoded(scope["method"]),
+                loggable_path(scope),
                 status,
                 elapsed * 1000,
             )

@@ -1,19 +1,25 @@
-"""Running the app under uvicorn, with the access log off (it would log tokens).
+"""Running the app under uvicorn, on a socket bound before anything is printed.
 
-The app logs each request itself with link tokens redacted
-(:mod:`actionlinks.metrics`). Settings reach the workers through the
-environment they inherit.
+:func:`listen` binds the address itself, so that a port in use or an unknown
+host is one line from the CLI (exit 2), not a uvicorn traceback. uvicorn's
+access log stays off (it would print link tokens); the app logs each request
+itself with tokens redacted (:mod:`actionlinks.metrics`). Settings reach the
+workers through the environment they inherit.
 """
 
 from __future__ import annotations
 
 import os
+import socket
 from typing import TYPE_CHECKING
 
 import uvicorn
+from uvicorn.supervisors import Multiprocess
+
+from actionlinks.errors import ConfigurationError
 
 if TYPE_CHECKING:
-    from actionlinks.settings import Settings
+    from collections.abc import Mapping
 
 LOG_CONFIG = {
     "version": 1,
@@ -35,14 +41,47 @@ LOG_CONFIG = {
 }
 
 
-def serve_forever(settings: Settings, *, host: str, port: int, workers: int) -> None:
-    """Serve ``actionlinks.web:app_from_env`` until interrupted."""
-    os.environ["ACTIONLINKS_HOME"] = str(settings.home)
-    uvicorn.run(
+def listen(host: str, port: int) -> socket.socket:
+    """A socket bound to ``host``:``port``, ready for uvicorn.
+
+    Raises:
+        ConfigurationError: the host does not resolve, or the address cannot
+            be bound (in use, not this machine's, not permitted).
+    """
+    try:
+        found = socket.getaddrinfo(
+            host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )
+    except (OSError, UnicodeError) as exc:
+        raise ConfigurationError(
+            f"cannot listen on {host[:64]!r}: the host does not resolve"
+        ) from exc
+    family, kind, protocol, _, address = found[0]
+    sock = socket.socket(family, kind, protocol)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(address)
+    except OSError as exc:
+        sock.close()
+        raise ConfigurationError(
+            f"cannot listen on {host[:64]}:{port}: {exc.strerror or exc}"
+        ) from exc
+    sock.set_inheritable(True)  # the worker processes serve it too
+    return sock
+
+
+def serve_forever(sock: socket.socket, *, workers: int, env: Mapping[str, str]) -> None:
+    """Serve ``actionlinks.web:app_from_env`` on ``sock`` until interrupted.
+
+    Args:
+        sock: the bound socket (see :func:`listen`).
+        workers: how many worker processes (one serves in this process).
+        env: ``ACTIONLINKS_*`` settings for the app (and the workers).
+    """
+    os.environ.update(env)
+    config = uvicorn.Config(
         "actionlinks.web:app_from_env",
         factory=True,
-        host=host,
-        port=port,
         workers=workers,
         access_log=False,
         log_config=LOG_CONFIG,
@@ -50,3 +89,7 @@ def serve_forever(settings: Settings, *, host: str, port: int, workers: int) -> 
         proxy_headers=False,
         timeout_graceful_shutdown=10,
     )
+    if workers > 1:
+        Multiprocess(config, sockets=[sock]).run()
+    else:
+        uvicorn.Server(config).run(sockets=[sock])

@@ -1,147 +1,205 @@
-"""The composition root: a home directory's settings, keys, ledger and actions.
+"""The service: settings, keys, store, actions, and everything that runs with them.
 
-The CLI and the web app build one :class:`Service` from :class:`Settings` and
-pass its parts down; nothing below this module reads files or settings.
+A :class:`Service` is built from :class:`~actionlinks.settings.Settings`
+without touching the network or the database, so that an application can
+declare its actions (with Python handlers) before anything starts. It owns,
+behind one async open/close (``async with service``), everything that lives
+as long as it runs:
+
+- the store (connected and migrated when it opens, flushed and closed after);
+- the HTTP client that delivers handler webhooks (public destinations only,
+  unless ``ACTIONLINKS_WEBHOOK_ALLOW_PRIVATE``);
+- its background tasks: writing link views and rejection counts behind, and
+  watching the keys file (every second, and on SIGHUP when asked), so that a
+  rotated or retired key reaches every worker within seconds.
+
+``create_app(service)`` only routes requests to it, mounted or standalone. The
+service may be opened by several apps at once (it counts) and opened again
+after it closed.
 """
 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+import signal
+import threading
+from contextlib import AsyncExitStack
+from datetime import timedelta
 from typing import TYPE_CHECKING, Self
+from urllib.parse import urlsplit
+
+import anyio
+import anyio.to_thread
+import httpx
 
 from actionlinks.access import AccessTokens
-from actionlinks.actions import ActionRegistry
-from actionlinks.database import SqliteDatabase
-from actionlinks.errors import ConfigurationError, KeyFileError, LedgerUnavailableError
-from actionlinks.keys import KeyRing, load_keyring, save_keyring
-from actionlinks.ledgers.sqlite import SqliteLedger
-from actionlinks.settings import default_config
-from actionlinks.store import SqliteLinkStore
+from actionlinks.clock import SystemClock
+from actionlinks.dispatch import ServiceDispatcher
+from actionlinks.errors import (
+    ConfigurationError,
+    KeyFileError,
+    LedgerUnavailableError,
+    ServiceClosedError,
+)
+from actionlinks.keyfile import KeyFile
+from actionlinks.registry import ActionRegistry
+from actionlinks.stores import store_from_url
 from actionlinks.tokens import TokenIssuer
-
-_log = logging.getLogger("actionlinks")
+from actionlinks.webhooks import PublicOnlyTransport
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
-    from pathlib import Path
     from types import TracebackType
 
     from actionlinks.clock import Clock
+    from actionlinks.keys import KeyRing
     from actionlinks.ledger import Ledger
+    from actionlinks.links import LinkStore
     from actionlinks.settings import Settings
-    from actionlinks.store import LinkStore
+    from actionlinks.stores import Store
+
+_log = logging.getLogger("actionlinks")
+
+KEYS_CHECK_EVERY = timedelta(seconds=1)
+"""How often the keys file is checked for a change (one stat)."""
+FLUSH_EVERY = timedelta(seconds=1)
+"""How often pending link views and rejection counts are written."""
 
 
-def initialize(settings: Settings, *, clock: Clock) -> list[Path]:
-    """Create the config and keys files in the home directory, never overwriting.
+class Service:
+    """Everything a running actionlinks needs, built from settings.
 
-    Returns:
-        The files created; empty when everything was already there.
+    Args:
+        settings: the validated settings.
+        clock: the source of time (the system clock by default).
+        store: where state lives (by default the one
+            ``settings.database_url`` names).
+        http_client: the client for handler webhooks (by default one the
+            service makes, and closes, while it is open).
+        reload_on_sighup: reload the keys file on SIGHUP (``actionlinks serve``
+            does; only possible in the main thread).
+        log_warnings: log, when it opens, what an operator should hear about
+            (actions that do nothing, a config file readable by others).
 
     Raises:
-        ConfigurationError: the home directory cannot be created or written.
+        KeyFileError: the keys file is missing or unsafe.
+        ConfigurationError: an unsupported database URL or an invalid action
+            (a handler URL without a valid secret, plain http to another
+            machine, a redirect to an origin that is not allowed).
     """
-    created: list[Path] = []
-    try:
-        settings.home.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise ConfigurationError(f"cannot create {settings.home}: {exc}") from exc
-    config = settings.config_path
-    try:
-        with config.open("x", encoding="utf-8") as handle:
-            handle.write(default_config(settings.base_url))
-        created.append(config)
-    except FileExistsError:
-        pass
-    except OSError as exc:
-        raise ConfigurationError(f"cannot write {config}: {exc}") from exc
-    if not settings.keys_path.exists():
-        ring = KeyRing.generate(created_at=clock.now())
-        try:
-            save_keyring(ring, settings.keys_path)
-            created.append(settings.keys_path)
-        except KeyFileError:
-            if not settings.keys_path.exists():  # pragma: no cover - disk errors
-                raise
-    return created
 
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Service:
-    """Everything a running actionlinks needs, built from settings."""
-
-    settings: Settings
-    clock: Clock
-    keys: KeyRing
-    issuer: TokenIssuer
-    database: SqliteDatabase
-    ledger: Ledger
-    store: LinkStore
-    registry: ActionRegistry
-    access: AccessTokens
-    closer: Callable[[], None] = field(repr=False, compare=False)
-
-    @classmethod
-    def open(cls, settings: Settings, *, clock: Clock) -> Self:
-        """Load the keys and open the database of ``settings``.
-
-        Raises:
-            KeyFileError: the keys file is missing or unsafe.
-            ConfigurationError: an unsupported database or ledger URL.
-            LedgerUnavailableError: the database cannot be opened.
-        """
-        if settings.ledger_url is not None:
-            raise ConfigurationError(
-                "ACTIONLINKS_LEDGER_URL is not supported by this version; "
-                "the ledger lives in the database"
-            )
-        keys = load_keyring(settings.keys_path)
-        issuer = TokenIssuer(
-            keys, issuer=settings.issuer, clock=clock, leeway=settings.leeway
+    def __init__(  # noqa: PLR0913 - keyword-only collaborators
+        self,
+        settings: Settings,
+        *,
+        clock: Clock | None = None,
+        store: Store | None = None,
+        http_client: httpx.AsyncClient | None = None,
+        reload_on_sighup: bool = False,
+        log_warnings: bool = True,
+    ) -> None:
+        """Load the keys and build the parts; connect nothing."""
+        self.settings = settings
+        self.clock: Clock = clock or SystemClock()
+        self._keyfile = KeyFile(settings.keys_path)
+        self.issuer = TokenIssuer(
+            self._keyfile.load(),
+            issuer=settings.issuer,
+            clock=self.clock,
+            leeway=settings.leeway,
         )
-        database = SqliteDatabase(settings.sqlite_path)
-        try:
-            ledger = SqliteLedger(database, clock=clock)
-            store = SqliteLinkStore(database, clock=clock)
-        except BaseException:
-            database.close()
-            raise
-        registry = ActionRegistry(
-            issuer,
-            ledger=ledger,
+        self.store: Store = store or store_from_url(
+            settings.database_url, clock=self.clock
+        )
+        self._dispatcher = ServiceDispatcher(clock=self.clock, client=self._client)
+        self.registry = ActionRegistry(
+            self.issuer,
+            ledger=self.store.ledger,
             base_url=settings.base_url,
-            clock=clock,
+            clock=self.clock,
             actions=settings.actions,
-            journal=store,
+            journal=self.store.links,
+            dispatcher=self._dispatcher,
         )
-        return cls(
-            settings=settings,
-            clock=clock,
-            keys=keys,
-            issuer=issuer,
-            database=database,
-            ledger=ledger,
-            store=store,
-            registry=registry,
-            access=AccessTokens(issuer, ledger=ledger, clock=clock),
-            closer=lambda: _close_sqlite(store, database),
+        self.access = AccessTokens(
+            self.issuer, ledger=self.store.ledger, clock=self.clock
         )
+        self._given_client = http_client
+        self._http: httpx.AsyncClient | None = None
+        self._reload_on_sighup = reload_on_sighup
+        self._log_warnings = log_warnings
+        self._opened = 0
+        self._stack: AsyncExitStack | None = None
+        self.check_actions()
 
-    async def check_health(self) -> None:
-        """Return when the database answers.
+    def __repr__(self) -> str:
+        """Name the base URL and the store, never a key."""
+        state = "open" if self._opened else "closed"
+        return f"Service({self.registry.base_url!r}, {self.store!r}, {state})"
+
+    @property
+    def keys(self) -> KeyRing:
+        """The key ring in use now."""
+        return self.issuer.keys
+
+    @property
+    def ledger(self) -> Ledger:
+        """The one-time-use ledger."""
+        return self.store.ledger
+
+    @property
+    def links(self) -> LinkStore:
+        """The link status store."""
+        return self.store.links
+
+    @property
+    def is_open(self) -> bool:
+        """Whether the service is open (its store connected, its tasks running)."""
+        return self._opened > 0
+
+    def describe(self, action: str) -> str | None:
+        """What a use of ``action`` does, for people; ``None`` if nothing happens."""
+        declared = self.registry.actions.get(action)
+        return None if declared is None else self._dispatcher.describe(declared)
+
+    def check_actions(self) -> list[str]:
+        """Validate every declared action; warnings about the ones that do nothing.
 
         Raises:
-            LedgerUnavailableError: it does not.
+            ConfigurationError: an invalid handler URL or secret, or a redirect
+                to an origin that is not allowed.
         """
-        await self.database.fetchone("SELECT 1")
+        base = urlsplit(self.registry.base_url)
+        allowed = {f"{base.scheme}://{base.netloc}", *self.settings.redirect_origins}
+        idle = []
+        for action in self.registry.actions.values():
+            if action.redirect is not None:
+                target = urlsplit(action.redirect)
+                if f"{target.scheme}://{target.netloc}" not in allowed:
+                    raise ConfigurationError(
+                        f"[actions.{action.name}] redirect origin is not allowed; "
+                        "add it to ACTIONLINKS_REDIRECT_ORIGINS"
+                    )
+            try:
+                does = self._dispatcher.describe(action)
+            except ConfigurationError as exc:
+                raise ConfigurationError(f"[actions.{action.name}] {exc}") from exc
+            if does is None:
+                idle.append(action.name)
+        if not idle:
+            return []
+        return [
+            (
+                f"actions without a handler, handler_url or redirect: "
+                f"{', '.join(idle)}; their links only record a use (see "
+                "'handler_url' in the README)"
+            )
+        ]
 
-    def close(self) -> None:
-        """Write what is pending (best effort) and close the database."""
-        self.closer()
+    # --- lifecycle --------------------------------------------------------------
 
     async def __aenter__(self) -> Self:
-        """Use the service as an async context manager that closes it."""
+        """Open the service (see :meth:`open`)."""
+        await self.open()
         return self
 
     async def __aexit__(
@@ -150,23 +208,127 @@ class Service:
         exc: BaseException | None,
         traceback: TracebackType | None,
     ) -> None:
-        """Close the database."""
-        self.close()
+        """Close the service (see :meth:`aclose`)."""
+        await self.aclose()
 
+    async def open(self) -> None:
+        """Connect and migrate the store, start the client and the tasks.
 
-def _close_sqlite(store: SqliteLinkStore, database: SqliteDatabase) -> None:
-    try:
-        store.flush_now()
-    except LedgerUnavailableError as exc:
-        _log.warning("pending link views were not recorded: %s", exc)
-    finally:
-        database.close()
+        Opening an open service only counts; each :meth:`open` needs its
+        :meth:`aclose`, in the same task (an anyio task group runs the
+        background work).
 
+        Raises:
+            LedgerUnavailableError: the store cannot be opened.
+            ConfigurationError: an invalid action.
+        """
+        if self._opened == 0:
+            await self._start()
+        self._opened += 1
 
-def replace_keys(settings: Settings, ring: KeyRing) -> None:
-    """Write a rotated or retired ring over the keys file (mode 0600).
+    async def aclose(self) -> None:
+        """Stop the tasks, write what is pending, close the client and store."""
+        if self._opened == 0:
+            return
+        self._opened -= 1
+        if self._opened == 0:
+            stack, self._stack = self._stack, None
+            self._http = None
+            if stack is not None:
+                await stack.aclose()
 
-    Raises:
-        KeyFileError: the file cannot be written.
-    """
-    save_keyring(ring, settings.keys_path, replace=True)
+    async def _start(self) -> None:
+        warnings = [*self.settings.warnings, *self.check_actions()]
+        for warning in warnings if self._log_warnings else ():
+            _log.warning("%s", warning)
+        stack = AsyncExitStack()
+        try:
+            await self.store.connect()
+            stack.push_async_callback(self._close_store)
+            await self.store.migrate()
+            self._http = self._given_client or await stack.enter_async_context(
+                self._new_client()
+            )
+            tasks = await stack.enter_async_context(anyio.create_task_group())
+            stack.callback(tasks.cancel_scope.cancel)
+            tasks.start_soon(self._flush_forever)
+            tasks.start_soon(self._watch_keys)
+            if self._reload_on_sighup:
+                if threading.current_thread() is threading.main_thread():
+                    tasks.start_soon(self._reload_on_signal)
+                else:  # signals reach only the main thread's event loop
+                    _log.info("not in the main thread: SIGHUP will not reload keys")
+        except BaseException:
+            self._http = None
+            await stack.aclose()
+            raise
+        self._stack = stack
+
+    def _new_client(self) -> httpx.AsyncClient:
+        transport = (
+            httpx.AsyncHTTPTransport(trust_env=False)
+            if self.settings.webhook_allow_private
+            else PublicOnlyTransport()
+        )
+        return httpx.AsyncClient(
+            transport=transport, follow_redirects=False, trust_env=False
+        )
+
+    def _client(self) -> httpx.AsyncClient:
+        if self._http is None:
+            raise ServiceClosedError(
+                "the service is not open: open it first (async with service, "
+                "e.g. in your app's lifespan)"
+            )
+        return self._http
+
+    async def _close_store(self) -> None:
+        with anyio.CancelScope(shield=True):
+            try:
+                await self.store.aclose()
+            except LedgerUnavailableError as exc:
+                _log.warning("pending link views were not recorded: %s", exc)
+
+    async def check_health(self) -> None:
+        """Return when the store answers.
+
+        Raises:
+            LedgerUnavailableError: it does not (or the service is closed).
+        """
+        await self.store.check_health()
+
+    # --- background work ------------------------------------------------------------
+
+    async def _flush_forever(self) -> None:
+        while True:
+            await anyio.sleep(FLUSH_EVERY.total_seconds())
+            try:
+                await self.store.links.flush()
+            except LedgerUnavailableError as exc:
+                _log.warning("pending link views were not recorded: %s", exc)
+
+    async def _watch_keys(self) -> None:
+        while True:
+            await anyio.sleep(KEYS_CHECK_EVERY.total_seconds())
+            if await anyio.to_thread.run_sync(self._keyfile.has_changed):
+                await self.reload_keys()
+
+    async def _reload_on_signal(self) -> None:
+        with anyio.open_signal_receiver(signal.SIGHUP) as signals:
+            async for _ in signals:
+                _log.info("SIGHUP: reloading %s", self._keyfile.path)
+                await self.reload_keys()
+
+    async def reload_keys(self) -> bool:
+        """Read the keys file again and use it; whether the new ring is in use.
+
+        A broken file is logged and the keys in use stay.
+        """
+        try:
+            ring = await anyio.to_thread.run_sync(self._keyfile.load)
+            self.issuer.use_keys(ring)
+        except (KeyFileError, ConfigurationError) as exc:
+            _log.error("keys not reloaded, the old ones stay in use: %s", exc)
+            return False
+        _log.info("keys reloaded from %s: %d keys", self._keyfile.path, len(ring))
+        return True

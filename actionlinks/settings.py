@@ -1,17 +1,24 @@
 """Settings: built once from ``ACTIONLINKS_HOME/actionlinks.toml`` and the environment.
 
 Library code never reads the environment; the CLI and the ASGI entry point call
-:meth:`Settings.from_env` with ``os.environ`` and pass the result down.
+:meth:`Settings.from_env` with ``os.environ`` and pass the result down. Every
+value is validated here, once: a misspelt name is refused with the nearest
+known one, a number out of range or a duration beyond an action's maximum is
+refused with the setting's name, never with a traceback.
 """
 
 from __future__ import annotations
 
+import difflib
+import os
 import re
+import stat
 import tomllib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields, replace
 from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, TypeAlias
+from urllib.parse import urlsplit
 
 from actionlinks.actions import DEFAULT_ACTIONS, Action, validate_base_url
 from actionlinks.errors import ConfigurationError
@@ -25,14 +32,18 @@ CONFIG_FILE = "actionlinks.toml"
 KEYS_FILE = "keys.json"
 DATABASE_FILE = "actionlinks.db"
 DEFAULT_BASE_URL = "http://127.0.0.1:8000"
-_DURATION = re.compile(r"(\d+)\s*([smhdw]?)")
+ENV_PREFIX = "ACTIONLINKS_"
+MAX_DURATION = timedelta(days=3650)
+"""No lifetime or retry delay is longer than ten years."""
+_DURATION = re.compile(r"(\d{1,12})\s*([smhdw]?)")
 _UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+_MAX_SCHEDULE_STEPS = 50
+_DATABASE_SCHEMES = ("sqlite:///", "memory://", "postgresql://", "postgres://")
 _ACTION_FIELDS = frozenset(
     {
         "ttl",
         "max_ttl",
         "one_time",
-        "binds_state",
         "revokes_previous",
         "handler_url",
         "handler_secret",
@@ -70,38 +81,39 @@ class Secret:
 
 
 def parse_duration(text: str) -> timedelta:
-    """Parse ``90``, ``30s``, ``15m``, ``2h``, ``7d`` or ``1w``.
+    """Parse ``90``, ``30s``, ``15m``, ``2h``, ``7d`` or ``1w``, up to ten years.
 
     Raises:
-        ConfigurationError: anything else, or zero.
+        ConfigurationError: anything else, zero, or more than ten years.
     """
     found = _DURATION.fullmatch(text.strip().lower())
-    if found is None or int(found.group(1)) == 0 or len(found.group(1)) > 9:
+    if found is None or int(found.group(1)) == 0:
         raise ConfigurationError(
             f"duration {text[:32]!r} must look like 90, 30s, 15m, 2h, 7d or 1w"
         )
-    return timedelta(seconds=int(found.group(1)) * _UNITS[found.group(2)])
-
-
-def _schedule(text: str, name: str) -> tuple[timedelta, ...]:
-    try:
-        seconds = tuple(int(part) for part in text.split(","))
-    except ValueError as exc:
-        raise ConfigurationError(f"{name} must be comma-separated seconds") from exc
-    if not seconds or any(s < 0 for s in seconds):
-        raise ConfigurationError(f"{name} must be non-negative seconds")
-    return tuple(timedelta(seconds=s) for s in seconds)
+    seconds = int(found.group(1)) * _UNITS[found.group(2)]
+    if seconds > MAX_DURATION.total_seconds():
+        raise ConfigurationError(f"duration {text[:32]!r} is longer than ten years")
+    return timedelta(seconds=seconds)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Settings:
-    """Every setting of a running actionlinks, validated."""
+    """Every setting of a running actionlinks, validated.
+
+    Attributes:
+        configured: the names of the settings given in the file or the
+            environment (the others are defaults).
+        warnings: what an operator should hear about (a config file readable
+            by others); the CLI prints them, the service logs them.
+    """
 
     home: Path
     base_url: str = DEFAULT_BASE_URL
-    issuer: str = DEFAULT_BASE_URL
+    issuer: str = ""
     database_url: str = ""
     ledger_url: str | None = None
+    keys_file: Path | None = None
     leeway: timedelta = timedelta(seconds=30)
     smtp_host: str = "localhost"
     smtp_port: int = 25
@@ -118,17 +130,27 @@ class Settings:
         timedelta(seconds=s) for s in (0, 30, 120, 600, 1800, 3600)
     )
     actions: tuple[Action, ...] = field(default=DEFAULT_ACTIONS, repr=False)
+    configured: frozenset[str] = frozenset()
+    warnings: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
-        """Fill the database URL and validate."""
-        validate_base_url(self.base_url)
+        """Fill the derived defaults and validate."""
+        object.__setattr__(self, "base_url", validate_base_url(self.base_url))
+        if not self.issuer:
+            object.__setattr__(self, "issuer", self.base_url)
         if not self.database_url:
             object.__setattr__(
                 self, "database_url", f"sqlite:///{self.home / DATABASE_FILE}"
             )
-        if not self.database_url.startswith(("sqlite:///", "postgresql://")):
+        if not self.database_url.startswith(_DATABASE_SCHEMES):
             raise ConfigurationError(
-                "ACTIONLINKS_DATABASE_URL must be sqlite:///path or postgresql://…"
+                "ACTIONLINKS_DATABASE_URL must be sqlite:///path, memory:// or "
+                "postgresql://…"
+            )
+        if self.ledger_url is not None:
+            raise ConfigurationError(
+                "ACTIONLINKS_LEDGER_URL is not supported by this version; "
+                "the ledger lives in the database"
             )
 
     @property
@@ -139,21 +161,11 @@ class Settings:
     @property
     def keys_path(self) -> Path:
         """The keys file (a private JWK Set, mode 0600)."""
-        return self.home / KEYS_FILE
+        return self.home / (self.keys_file or KEYS_FILE)
 
-    @property
-    def sqlite_path(self) -> Path:
-        """The SQLite database file.
-
-        Raises:
-            ConfigurationError: the database is not SQLite.
-        """
-        if not self.database_url.startswith("sqlite:///"):
-            raise ConfigurationError(
-                "this version stores everything in SQLite; PostgreSQL support "
-                "(ACTIONLINKS_DATABASE_URL=postgresql://…) is not there yet"
-            )
-        return Path(self.database_url.removeprefix("sqlite:///"))
+    def with_base_url(self, base_url: str) -> Settings:
+        """The same settings with another base URL (the issuer stays)."""
+        return replace(self, base_url=base_url, issuer=self.issuer)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str], *, cwd: Path | None = None) -> Settings:
@@ -165,63 +177,155 @@ class Settings:
             cwd: the home directory when ``ACTIONLINKS_HOME`` is unset.
 
         Raises:
-            ConfigurationError: an invalid file or value.
+            ConfigurationError: an invalid file, name or value.
         """
         home = Path(env.get("ACTIONLINKS_HOME") or cwd or Path.cwd()).resolve()
-        file = _read_config(home / CONFIG_FILE)
-        values: dict[str, Any] = {k: v for k, v in file.items() if k != "actions"}
-        for name, raw in env.items():
-            if name.startswith("ACTIONLINKS_") and name != "ACTIONLINKS_HOME" and raw:
-                values[name.removeprefix("ACTIONLINKS_").lower()] = raw
-        actions = _declared_actions(file.get("actions", {}))
-        return cls(home=home, actions=actions, **_coerce(values))
+        config = home / CONFIG_FILE
+        file, warnings = _read_config(config)
+        values: dict[str, Any] = {}
+        for name, value in file.items():
+            if name != "actions":
+                values[_known(name, where=f"{config.name}: '{name}'")] = value
+        for variable, raw in env.items():
+            if variable.startswith(ENV_PREFIX) and variable != "ACTIONLINKS_HOME":
+                name = _known(variable.removeprefix(ENV_PREFIX).lower(), where=variable)
+                if raw:
+                    values[name] = raw
+        return cls(
+            home=home,
+            actions=_declared_actions(file.get("actions", {})),
+            configured=frozenset(values),
+            warnings=warnings,
+            **_coerce(values),
+        )
 
 
-def _read_config(path: Path) -> dict[str, Any]:
+_SETTINGS = tuple(
+    f.name
+    for f in fields(Settings)
+    if f.name not in ("home", "actions", "configured", "warnings")
+)
+
+
+def _known(name: str, *, where: str) -> str:
+    if name in _SETTINGS:
+        return name
+    env = where.startswith(ENV_PREFIX)
+    candidates = [ENV_PREFIX + n.upper() for n in _SETTINGS] if env else _SETTINGS
+    wanted = where if env else name
+    close = difflib.get_close_matches(wanted, candidates, n=1)
+    hint = f"; did you mean {close[0]}?" if close else ""
+    raise ConfigurationError(f"unknown setting {where}{hint}")
+
+
+def _read_config(path: Path) -> tuple[dict[str, Any], tuple[str, ...]]:
     try:
         with path.open("rb") as handle:
-            return tomllib.load(handle)
+            mode = os.fstat(handle.fileno()).st_mode
+            document = tomllib.load(handle)
     except FileNotFoundError:
-        return {}
+        return {}, ()
     except (OSError, tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise ConfigurationError(f"cannot read {path}: {exc}") from exc
+    warnings: tuple[str, ...] = ()
+    if os.name == "posix" and mode & (stat.S_IRGRP | stat.S_IROTH):
+        warnings = (
+            (
+                f"{path} is readable by others (mode {stat.S_IMODE(mode):o}) and "
+                f"may hold webhook secrets; run 'chmod 600 {path}'"
+            ),
+        )
+    return document, warnings
 
 
 def _coerce(values: Mapping[str, Any]) -> dict[str, Any]:  # noqa: C901 - a flat table
-    known = set(Settings.__dataclass_fields__) - {"home", "actions"}
-    unknown = set(values) - known
-    if unknown:
-        raise ConfigurationError(f"unknown settings: {', '.join(sorted(unknown))}")
     result: dict[str, Any] = {}
     for name, value in values.items():
-        text = str(value)
         if name == "leeway":
-            result[name] = timedelta(seconds=_integer(text, name, 0, 300))
+            result[name] = timedelta(seconds=_integer(value, name, 0, 300))
         elif name == "smtp_port":
-            result[name] = _integer(text, name, 1, 65535)
+            result[name] = _integer(value, name, 1, 65535)
         elif name == "smtp_password":
-            result[name] = Secret(text)
+            result[name] = Secret(_text(value, name))
         elif name == "smtp_tls":
-            if text not in ("none", "starttls", "tls"):
-                raise ConfigurationError("SMTP TLS must be none, starttls or tls")
-            result[name] = text
+            if value not in ("none", "starttls", "tls"):
+                raise ConfigurationError("smtp_tls must be none, starttls or tls")
+            result[name] = value
         elif name == "webhook_allow_private":
-            result[name] = text.lower() in ("1", "true", "yes")
+            result[name] = _flag(value, name)
         elif name == "redirect_origins":
-            result[name] = tuple(o.strip() for o in text.split(",") if o.strip())
+            result[name] = tuple(_origin(o) for o in _items(value, name))
         elif name.endswith("_retry_schedule"):
-            result[name] = _schedule(text, name)
+            result[name] = _schedule(value, name)
+        elif name == "keys_file":
+            result[name] = Path(_text(value, name))
+        elif name == "base_url":
+            result[name] = validate_base_url(_text(value, name))
         else:
-            result[name] = text
-    if "issuer" not in result and "base_url" in result:
-        result["issuer"] = result["base_url"]
+            result[name] = _text(value, name)
     return result
 
 
-def _integer(text: str, name: str, low: int, high: int) -> int:
-    if not text.isdigit() or not low <= int(text) <= high:
+def _text(value: object, name: str) -> str:
+    if not isinstance(value, str) or not value or len(value) > 2048:
+        raise ConfigurationError(f"{name} must be text of 1-2048 characters")
+    return value
+
+
+def _integer(value: object, name: str, low: int, high: int) -> int:
+    text = str(value).strip()
+    if isinstance(value, bool) or not (text.isascii() and text.isdigit()):
+        raise ConfigurationError(f"{name} must be an integer from {low} to {high}")
+    if not low <= int(text) <= high:
         raise ConfigurationError(f"{name} must be an integer from {low} to {high}")
     return int(text)
+
+
+def _flag(value: object, name: str) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("1", "true", "yes", "on"):
+        return True
+    if text in ("0", "false", "no", "off"):
+        return False
+    raise ConfigurationError(f"{name} must be 1 or 0 (true or false)")
+
+
+def _items(value: object, name: str) -> list[str]:
+    """A TOML list of strings, or comma-separated text (from the environment)."""
+    if isinstance(value, str):
+        return [part.strip() for part in value.split(",") if part.strip()]
+    if isinstance(value, list) and all(isinstance(v, str | int) for v in value):
+        return [str(v).strip() for v in value]
+    raise ConfigurationError(f"{name} must be a list or comma-separated text")
+
+
+def _origin(text: str) -> str:
+    try:
+        parts = urlsplit(text)
+        parts.port  # noqa: B018 - validates the port
+    except ValueError as exc:
+        raise ConfigurationError(f"redirect origin {text[:64]!r} is invalid") from exc
+    if (
+        parts.scheme not in ("http", "https")
+        or not parts.hostname
+        or parts.path.strip("/")
+        or parts.query
+        or parts.username
+    ):
+        raise ConfigurationError(
+            f"redirect origin {text[:64]!r} must be scheme://host[:port]"
+        )
+    return f"{parts.scheme}://{parts.netloc}"
+
+
+def _schedule(value: object, name: str) -> tuple[timedelta, ...]:
+    steps = _items(value, name)
+    if not steps or len(steps) > _MAX_SCHEDULE_STEPS:
+        raise ConfigurationError(f"{name} must list 1-{_MAX_SCHEDULE_STEPS} delays")
+    limit = int(MAX_DURATION.total_seconds())
+    return tuple(timedelta(seconds=_integer(s, name, 0, limit)) for s in steps)
 
 
 def _declared_actions(table: object) -> tuple[Action, ...]:
@@ -229,67 +333,103 @@ def _declared_actions(table: object) -> tuple[Action, ...]:
         raise ConfigurationError("[actions] must be a table of tables")
     actions = {action.name: action for action in DEFAULT_ACTIONS}
     for name, options in table.items():
-        if not isinstance(options, dict) or not _ACTION_FIELDS.issuperset(options):
-            raise ConfigurationError(
-                f"[actions.{name}] may set only {', '.join(sorted(_ACTION_FIELDS))}"
-            )
-        base = actions.get(name)
-        ttl = options.get("ttl")
-        max_ttl = options.get("max_ttl")
-        actions[name] = Action(
-            name=name,
-            ttl=parse_duration(str(ttl)) if ttl else _base(base, name).ttl,
-            max_ttl=parse_duration(str(max_ttl))
-            if max_ttl
-            else _inherited_max_ttl(base, ttl),
-            one_time=bool(options.get("one_time", base.one_time if base else True)),
-            binds_state=bool(options.get("binds_state", False)),
-            revokes_previous=bool(
-                options.get(
-                    "revokes_previous", base.revokes_previous if base else False
-                )
-            ),
-            one_click=base.one_click if base else False,
-            handler_url=_optional_text(options, "handler_url"),
-            handler_secret=_optional_text(options, "handler_secret"),
-            redirect=_optional_text(options, "redirect"),
-        )
+        actions[name] = _declared_action(name, options, actions.get(name))
     return tuple(actions.values())
 
 
-def _inherited_max_ttl(base: Action | None, ttl: object) -> timedelta | None:
-    if base is None:
-        return None
-    if ttl:
-        return max(base.purpose.max_ttl, parse_duration(str(ttl)))
-    return base.purpose.max_ttl
+def _declared_action(name: str, options: object, base: Action | None) -> Action:
+    where = f"[actions.{name}]"
+    if not isinstance(options, dict):
+        raise ConfigurationError(f"{where} must be a table")
+    if "binds_state" in options:
+        raise ConfigurationError(
+            f"{where} binds_state needs a current_state provider, which only code "
+            "can declare (library mode)"
+        )
+    unknown = set(options) - _ACTION_FIELDS
+    if unknown:
+        raise ConfigurationError(
+            f"{where} may set only {', '.join(sorted(_ACTION_FIELDS))}; "
+            f"not {', '.join(sorted(unknown))}"
+        )
+    ttl = _duration(options, "ttl", where)
+    max_ttl = _duration(options, "max_ttl", where)
+    if ttl is None:
+        if base is None:
+            raise ConfigurationError(f"{where} needs a ttl")
+        ttl = base.ttl
+    if max_ttl is None:
+        max_ttl = ttl if base is None else max(base.purpose.max_ttl, ttl)
+        if base is not None and ttl > base.purpose.max_ttl:
+            raise ConfigurationError(
+                f"{where} ttl {options['ttl']!r} is beyond the action's maximum "
+                f"({int(base.purpose.max_ttl.total_seconds())} s); raise max_ttl too"
+            )
+    try:
+        return Action(
+            name=name,
+            ttl=ttl,
+            max_ttl=max_ttl,
+            one_time=_option_flag(options, "one_time", base.one_time if base else True),
+            revokes_previous=_option_flag(
+                options, "revokes_previous", base.revokes_previous if base else False
+            ),
+            one_click=base.one_click if base else False,
+            handler_url=_optional_text(options, "handler_url", where),
+            handler_secret=_optional_text(options, "handler_secret", where),
+            redirect=_optional_text(options, "redirect", where),
+        )
+    except ConfigurationError as exc:
+        raise ConfigurationError(f"{where} {exc}") from exc
 
 
-def _optional_text(options: Mapping[str, object], name: str) -> str | None:
+def _duration(options: Mapping[str, object], name: str, where: str) -> timedelta | None:
     value = options.get(name)
-    if value is not None and not isinstance(value, str):
-        raise ConfigurationError(f"{name} must be a string")
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, str | int):
+        raise ConfigurationError(f"{where} {name} must be a duration like '15m'")
+    try:
+        return parse_duration(str(value))
+    except ConfigurationError as exc:
+        raise ConfigurationError(f"{where} {name}: {exc}") from exc
+
+
+def _option_flag(options: Mapping[str, object], name: str, default: bool) -> bool:
+    value = options.get(name, default)
+    if not isinstance(value, bool):
+        raise ConfigurationError(f"{name} must be true or false")
     return value
 
 
-def _base(base: Action | None, name: str) -> Action:
-    if base is None:
-        raise ConfigurationError(f"[actions.{name}] needs a ttl")
-    return base
+def _optional_text(options: Mapping[str, object], name: str, where: str) -> str | None:
+    value = options.get(name)
+    if value is not None and not isinstance(value, str):
+        raise ConfigurationError(f"{where} {name} must be a string")
+    return value
 
 
-def default_config(base_url: str = DEFAULT_BASE_URL) -> str:
+def default_config(base_url: str = DEFAULT_BASE_URL, issuer: str | None = None) -> str:
     """The text of a new ``actionlinks.toml``."""
     return f"""\
 # actionlinks configuration. ACTIONLINKS_* environment variables override it.
+# This file may hold webhook secrets: keep it private (mode 0600).
+
 # The public base URL every link is built from (never the request's Host).
 base_url = "{base_url}"
+# The issuer (iss) of every token. It stays when base_url changes, so that
+# links and API access tokens already issued keep working.
+issuer = "{issuer or base_url}"
 # Clock-skew leeway in seconds for expiry checks.
 leeway = 30
+# Origins an action's redirect may point to, besides the base URL's own.
+# redirect_origins = ["https://app.example.com"]
 
 # Declare or adjust actions; the built-ins are password-reset, email-confirm,
 # magic-signin, invite and unsubscribe.
-# [actions.password-reset]
-# ttl = "30m"
-# max_ttl = "2h"
+# [actions.email-confirm]
+# ttl = "24h"
+# handler_url = "https://app.example.com/hooks/actionlinks"
+# handler_secret = "whsec_…"
+# redirect = "https://app.example.com/welcome"
 """

@@ -2,9 +2,12 @@
 
 Pure and synchronous. A token carries ``kid`` and an explicit ``typ`` per token
 kind in its header, and ``iss``, ``sub``, ``pur`` (the action), ``jti``,
-``iat``, ``exp`` and optionally ``dat`` (small app data) and ``sfp`` (a keyed
-fingerprint of the subject's state) in its payload. ``pur``, ``dat`` and
-``sfp`` are private claim names that collide with no IANA-registered one.
+``iat``, ``ius``, ``exp`` and optionally ``dat`` (small app data) and ``sfp`` (a
+keyed fingerprint of the subject's state) in its payload. ``pur``, ``ius``,
+``dat`` and ``sfp`` are private claim names that collide with no IANA-registered
+one. ``ius`` holds the microseconds of the issue instant that the integer ``iat``
+cannot: a revocation at 12:00:00.3 must kill a link minted at 12:00:00.2 and
+spare one minted at 12:00:00.7.
 
 Verification is stricter than RFC 7519 requires, following RFC 8725: the size
 is capped before any decoding; base64url must be canonical and unpadded; JSON
@@ -30,6 +33,7 @@ from typing import TYPE_CHECKING, Any
 from actionlinks.clock import Clock, SystemClock
 from actionlinks.errors import (
     ConfigurationError,
+    InvalidArgumentError,
     InvalidSignatureError,
     MalformedTokenError,
     StateChangedError,
@@ -60,7 +64,10 @@ _STATE_TAG_BYTES = 16
 _NAME = re.compile(r"[a-z][a-z0-9]*(?:-[a-z0-9]+)*")
 _HEADER_NAMES = frozenset({"alg", "kid", "typ"})
 _KEY_HEADERS = frozenset({"jwk", "jku", "x5u", "x5c", "x5t", "x5t#S256"})
-_CLAIMS = frozenset({"iss", "sub", "pur", "jti", "iat", "exp", "dat", "sfp", "scope"})
+_CLAIMS = frozenset(
+    {"iss", "sub", "pur", "jti", "iat", "ius", "exp", "dat", "sfp", "scope"}
+)
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _SCOPE = re.compile(r"[\x21\x23-\x5b\x5d-\x7e]+(?: [\x21\x23-\x5b\x5d-\x7e]+)*")
 
 
@@ -140,6 +147,14 @@ class ActionClaims:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class _Ring:
+    """A key ring and the header segments its keys write, swapped as one."""
+
+    keys: KeyRing
+    known: Mapping[str, tuple[SigningKey, str]]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class MintedToken:
     """A freshly minted token and its claims. The repr hides the token."""
 
@@ -175,35 +190,52 @@ def _numeric_date(claims: Mapping[str, Any], name: str) -> int:
     return value
 
 
-def _instant(seconds: int) -> datetime:
-    return datetime.fromtimestamp(seconds, UTC)
+def _instant(seconds: int, microseconds: int = 0) -> datetime:
+    return _EPOCH + timedelta(seconds=seconds, microseconds=microseconds)
+
+
+def _sub_second(claims: Mapping[str, Any]) -> int:
+    value = claims.get("ius", 0)
+    if type(value) is not int or not 0 <= value < 1_000_000:
+        malformed("claim 'ius' must be an integer from 0 to 999999")
+    return value
 
 
 _NONE: frozenset[str] = frozenset()
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
-def check_text(value: object, what: str, *, limit: int, controls: bool = False) -> str:
+def check_text(
+    value: object, what: str, *, field: str, limit: int, controls: bool = False
+) -> str:
     """Return ``value`` if it is 1-``limit`` characters of valid Unicode text.
 
     Args:
         value: the candidate.
         what: its name in the error message.
+        field: its wire name, carried by the error.
         limit: the most characters allowed.
         controls: whether control characters (NUL, newlines, …) are allowed.
 
     Raises:
-        ConfigurationError: not a string, empty, too long, with lone surrogates
-            (undecodable bytes) or, unless allowed, control characters.
+        InvalidArgumentError: not a string, empty, too long, with lone
+            surrogates (undecodable bytes) or, unless allowed, control
+            characters.
     """
     if not isinstance(value, str) or not value or len(value) > limit:
-        raise ConfigurationError(f"{what} must be 1-{limit} characters of text")
+        raise InvalidArgumentError(
+            f"{what} must be 1-{limit} characters of text", field=field
+        )
     try:
         value.encode("utf-8")
     except UnicodeEncodeError as exc:
-        raise ConfigurationError(f"{what} is not valid Unicode text") from exc
+        raise InvalidArgumentError(
+            f"{what} is not valid Unicode text", field=field
+        ) from exc
     if not controls and _CONTROL.search(value):
-        raise ConfigurationError(f"{what} must not contain control characters")
+        raise InvalidArgumentError(
+            f"{what} must not contain control characters", field=field
+        )
     return value
 
 
@@ -227,9 +259,8 @@ class TokenIssuer:
         "_clock",
         "_headers",
         "_issuer",
-        "_keys",
-        "_known",
         "_leeway",
+        "_ring",
     )
 
     def __init__(
@@ -246,19 +277,33 @@ class TokenIssuer:
             raise ConfigurationError("the issuer must not be empty")
         if leeway < timedelta(0) or leeway > timedelta(minutes=5):
             raise ConfigurationError("leeway must be between 0 and 5 minutes")
-        keys.signing_key(algorithm)  # fail now, not at the first mint
-        self._keys = keys
         self._issuer = issuer
         self._clock: Clock = clock or SystemClock()
         self._leeway = int(leeway.total_seconds())
         self._algorithm: Algorithm = algorithm
         self._headers: dict[tuple[str, TokenKind], str] = {}
+        self._ring = self._prepare(keys)
+
+    def _prepare(self, keys: KeyRing) -> _Ring:
+        keys.signing_key(self._algorithm)  # fail now, not at the first mint
         # The exact header segments this issuer writes, for the fast path.
-        self._known: dict[str, tuple[SigningKey, str]] = {
+        known = {
             self._header(key, kind): (key, kind.typ)
             for key in keys
             for kind in TokenKind
         }
+        return _Ring(keys=keys, known=known)
+
+    def use_keys(self, keys: KeyRing) -> None:
+        """Sign and verify with ``keys`` from now on (a reloaded keys file).
+
+        The swap is one assignment: a mint or verify in progress finishes with
+        the ring it started with.
+
+        Raises:
+            ConfigurationError: ``keys`` has no signer of the default algorithm.
+        """
+        self._ring = self._prepare(keys)
 
     @property
     def issuer(self) -> str:
@@ -268,11 +313,11 @@ class TokenIssuer:
     @property
     def keys(self) -> KeyRing:
         """The key ring."""
-        return self._keys
+        return self._ring.keys
 
     def __repr__(self) -> str:
         """Name the issuer, not the keys."""
-        return f"TokenIssuer(issuer={self._issuer!r}, keys={len(self._keys)})"
+        return f"TokenIssuer(issuer={self._issuer!r}, keys={len(self._ring.keys)})"
 
     def _header(self, key: SigningKey, kind: TokenKind) -> str:
         cached = self._headers.get((key.key_id, kind))
@@ -307,22 +352,28 @@ class TokenIssuer:
             scopes: what an access token allows (the RFC 8693 ``scope`` claim).
 
         Raises:
-            ConfigurationError: a bad subject, lifetime, data, scope or missing
-                state.
+            InvalidArgumentError: a bad subject, lifetime, data, scope or
+                missing state (``field`` names which).
         """
-        check_text(subject, "the subject", limit=MAX_SUBJECT_LENGTH)
+        check_text(subject, "the subject", field="sub", limit=MAX_SUBJECT_LENGTH)
         if state is not None and isinstance(state, str):
-            check_text(state, "the state fingerprint", limit=4096, controls=True)
+            check_text(
+                state, "the state fingerprint", field="state", limit=4096, controls=True
+            )
         lifetime = purpose.ttl if ttl is None else ttl
         if lifetime <= timedelta(0) or lifetime > purpose.max_ttl:
-            raise ConfigurationError(
+            raise InvalidArgumentError(
                 f"{purpose.name}: ttl must be positive and at most "
-                f"{int(purpose.max_ttl.total_seconds())} seconds"
+                f"{int(purpose.max_ttl.total_seconds())} seconds",
+                field="ttl",
             )
         if purpose.binds_state and state is None:
-            raise ConfigurationError(f"{purpose.name} binds state; pass state=")
-        key = self._keys.signing_key(algorithm or self._algorithm)
-        issued = int(self._clock.now().timestamp())
+            raise InvalidArgumentError(
+                f"{purpose.name} binds state; pass state=", field="state"
+            )
+        key = self._ring.keys.signing_key(algorithm or self._algorithm)
+        since_epoch = self._clock.now() - _EPOCH
+        issued = since_epoch.days * 86_400 + since_epoch.seconds
         expires = issued + int(lifetime.total_seconds())
         token_id = new_token_id()
         payload: dict[str, Any] = {
@@ -331,6 +382,7 @@ class TokenIssuer:
             "pur": purpose.name,
             "jti": token_id,
             "iat": issued,
+            "ius": since_epoch.microseconds,
             "exp": expires,
         }
         if data is not None:
@@ -340,8 +392,8 @@ class TokenIssuer:
         scope = " ".join(sorted(set(scopes))) if scopes else ""
         if scope:
             if not _SCOPE.fullmatch(scope):
-                raise ConfigurationError(
-                    "scopes must be printable ASCII without spaces"
+                raise InvalidArgumentError(
+                    "scopes must be printable ASCII without spaces", field="scope"
                 )
             payload["scope"] = scope
         signing_input = (
@@ -411,7 +463,7 @@ class TokenIssuer:
         if type(token) is not str or len(token) > MAX_TOKEN_LENGTH:
             return None
         header_segment, _, rest = token.partition(".")
-        known = self._known.get(header_segment)
+        known = self._ring.known.get(header_segment)
         if known is None:
             return None
         payload_segment, _, signature_segment = rest.partition(".")
@@ -470,7 +522,7 @@ class TokenIssuer:
         key_id = header.get("kid")
         if not isinstance(algorithm, str):
             malformed("the header has no algorithm")
-        key = self._keys.get(key_id) if isinstance(key_id, str) else None
+        key = self._ring.keys.get(key_id) if isinstance(key_id, str) else None
         if key is None:
             raise InvalidSignatureError("unknown or missing key id")
         if algorithm != key.algorithm:
@@ -505,6 +557,7 @@ class TokenIssuer:
         subject = _string(claims, "sub", limit=MAX_SUBJECT_LENGTH)
         _string(claims, "jti", limit=64)
         issued = _numeric_date(claims, "iat")
+        _sub_second(claims)
         expires = _numeric_date(claims, "exp")
         if expires <= issued:
             malformed("the token expires before it was issued")
@@ -518,6 +571,7 @@ class TokenIssuer:
                 action=purpose.name,
                 subject=subject,
                 token_id=claims["jti"],
+                issued_at=_instant(issued, _sub_second(claims)),
             )
         if issued > now + self._leeway:
             raise TokenNotYetValidError(
@@ -545,7 +599,7 @@ class TokenIssuer:
             action=purpose.name,
             subject=payload["sub"],
             token_id=payload["jti"],
-            issued_at=_instant(payload["iat"]),
+            issued_at=_instant(payload["iat"], payload.get("ius", 0)),
             expires_at=_instant(payload["exp"]),
             issuer=self._issuer,
             key_id=key.key_id,
@@ -588,9 +642,13 @@ def _checked_data(data: Mapping[str, Any]) -> dict[str, Any]:
         encoded = json.dumps(
             dict(data), separators=(",", ":"), allow_nan=False, ensure_ascii=False
         ).encode("utf-8")
-    except (TypeError, ValueError) as exc:
-        raise ConfigurationError("data must be a JSON-serialisable object") from exc
+    except (TypeError, ValueError, RecursionError) as exc:
+        raise InvalidArgumentError(
+            "data must be a JSON-serialisable object", field="data"
+        ) from exc
     if len(encoded) > MAX_DATA_BYTES:
-        raise ConfigurationError(f"data must encode to at most {MAX_DATA_BYTES} bytes")
+        raise InvalidArgumentError(
+            f"data must encode to at most {MAX_DATA_BYTES} bytes", field="data"
+        )
     result: dict[str, Any] = json.loads(encoded)
     return result

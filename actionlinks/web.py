@@ -7,9 +7,11 @@ short-lived nonce bound to the link's id; only an RFC 8058 one-click POST of an
 action that allows it goes without. Links are built from the configured base
 URL only; nothing here reads the Host header.
 
-``create_app(service)`` returns the app for mounting in a user's own ASGI app
-(library mode, Python handlers); ``app_from_env()`` is the uvicorn factory of
-``actionlinks serve``.
+``create_app(service)`` only routes requests to the service: it works mounted in
+another app (whose lifespan opens the service) or standalone (its own lifespan
+opens it). Errors become responses in one place, :func:`error_response`,
+registered as the app's exception handler. ``app_from_env()`` is the uvicorn
+factory of ``actionlinks serve``.
 """
 
 from __future__ import annotations
@@ -22,9 +24,7 @@ import os
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit
 
-import httpx
 import itsdangerous
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
@@ -38,38 +38,41 @@ from starlette.responses import (
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from actionlinks.api import ApiEndpoints, openapi_document
-from actionlinks.clock import SystemClock, format_instant
+from actionlinks.api import ApiEndpoints, api_error
+from actionlinks.clock import format_instant
 from actionlinks.errors import (
     ActionLinksError,
-    ConfigurationError,
     HandlerError,
     LedgerUnavailableError,
+    RequestError,
+    ServiceClosedError,
     TokenAlreadyUsedError,
     TokenError,
     TokenExpiredError,
     WebhookError,
 )
-from actionlinks.forms import FormError, read_form
+from actionlinks.forms import read_form
 from actionlinks.metrics import Metrics, TimingMiddleware
+from actionlinks.openapi import openapi_document
 from actionlinks.pages import PageRenderer, check_form, templates_dir, text_for
+from actionlinks.registry import ExpiredLink
 from actionlinks.service import Service
 from actionlinks.settings import Settings
-from actionlinks.webhooks import WebhookHandler
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Mapping
 
     from starlette.requests import Request
 
-    from actionlinks.actions import Action, Link, Renewer
+    from actionlinks.actions import Action
     from actionlinks.clock import Clock
+    from actionlinks.keys import KeyRing
     from actionlinks.tokens import ActionClaims
 
 _log = logging.getLogger("actionlinks")
 
 FORM_NONCE_MAX_AGE = timedelta(hours=1)
-RENEWAL_MAX_AGE = timedelta(days=1)
+RENEWAL_OFFER_MAX_AGE = timedelta(days=1)
 ONE_CLICK = ("List-Unsubscribe", "One-Click")
 
 TOKEN_PAGE_HEADERS = {
@@ -87,49 +90,71 @@ TOKEN_PAGE_HEADERS = {
 
 @dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
 class Outcome:
-    """How one kind of failure is shown: status, title and message."""
+    """How one kind of failure is shown: status, public code, title and message."""
 
     status: int
+    code: str
     title: str
     message: str
 
 
+_INVALID_LINK = Outcome(
+    status=400,
+    code="invalid_link",
+    title="Invalid link",
+    message="This link is not valid. Please check that you copied all of it.",
+)
+_HANDLER_FAILED = Outcome(
+    status=502,
+    code="handler_failed",
+    title="Something went wrong",
+    message="Your link was not used up; please try again in a moment.",
+)
 OUTCOMES: dict[type[ActionLinksError], Outcome] = {
     TokenAlreadyUsedError: Outcome(
-        status=409, title="Link already used", message="This link was already used."
+        status=409,
+        code="already_used",
+        title="Link already used",
+        message="This link was already used.",
     ),
     TokenExpiredError: Outcome(
-        status=410, title="Link expired", message="This link has expired."
+        status=410,
+        code="expired",
+        title="Link expired",
+        message="This link has expired.",
     ),
-    TokenError: Outcome(
-        status=400,
-        title="Invalid link",
-        message="This link is not valid. Please check that you copied all of it.",
-    ),
+    TokenError: _INVALID_LINK,
     LedgerUnavailableError: Outcome(
         status=503,
+        code="unavailable",
         title="Temporarily unavailable",
         message="We cannot check links right now. Nothing was used; please retry.",
     ),
-    HandlerError: Outcome(
-        status=502,
-        title="Something went wrong",
-        message="Your link was not used up; please try again in a moment.",
-    ),
-    WebhookError: Outcome(
-        status=502,
-        title="Something went wrong",
-        message="We could not reach the application; please try again in a moment.",
-    ),
+    HandlerError: _HANDLER_FAILED,
+    WebhookError: _HANDLER_FAILED,
     ActionLinksError: Outcome(
-        status=400, title="Invalid request", message="This request is not valid."
+        status=400,
+        code="invalid_request",
+        title="Invalid request",
+        message="This request is not valid.",
     ),
 }
-"""The one table mapping errors to responses (looked up along the MRO)."""
+"""The one table mapping errors to responses (looked up along the MRO).
+
+Every invalid link gets the same answer, whatever check failed: the reason goes
+to the log, the metrics and the link's status, never to the person.
+"""
+_SPENT = dataclasses.replace(
+    _HANDLER_FAILED,
+    message="Something went wrong, and this link may be used up. Please ask for "
+    "a new one.",
+)
 
 
 def outcome_for(exc: ActionLinksError) -> Outcome:
     """The outcome of ``exc``'s nearest class in :data:`OUTCOMES`."""
+    if isinstance(exc, HandlerError) and not exc.released:
+        return _SPENT
     for cls in type(exc).__mro__:
         found = OUTCOMES.get(cls)
         if found is not None:
@@ -159,31 +184,55 @@ class ClockSigner(itsdangerous.TimestampSigner):
         return int(self._clock.now().timestamp())
 
 
+@dataclasses.dataclass(frozen=True, slots=True)
+class _Signers:
+    """The form and renewal signers of one key ring."""
+
+    ring: KeyRing
+    nonces: ClockSigner
+    renewals: itsdangerous.URLSafeTimedSerializer
+
+
 class LinkSite:
     """The link endpoint and the service routes around one :class:`Service`."""
 
     def __init__(self, service: Service, *, metrics: Metrics) -> None:
-        """Derive the form and renewal signers from the key ring."""
+        """Serve ``service``; count outcomes in ``metrics``."""
         self.service = service
         self.metrics = metrics
         self.renderer = PageRenderer()
+        self._signers = self._signers_for(service.keys)
+
+    def _signers_for(self, ring: KeyRing) -> _Signers:
         # One derived secret per key and purpose, newest last (itsdangerous signs
         # with the last and verifies with all, so rotation keeps open forms).
-        self.nonces = ClockSigner(
-            [key.derive_secret(b"forms/confirm") for key in service.keys],
-            clock=service.clock,
-            key_derivation="none",
-            digest_method=hashlib.sha256,
+        clock = self.service.clock
+        return _Signers(
+            ring=ring,
+            nonces=ClockSigner(
+                [key.derive_secret(b"forms/confirm") for key in ring],
+                clock=clock,
+                key_derivation="none",
+                digest_method=hashlib.sha256,
+            ),
+            renewals=itsdangerous.URLSafeTimedSerializer(
+                [key.derive_secret(b"forms/renew") for key in ring],
+                signer=ClockSigner,
+                signer_kwargs={
+                    "clock": clock,
+                    "key_derivation": "none",
+                    "digest_method": hashlib.sha256,
+                },
+            ),
         )
-        self.renewals = itsdangerous.URLSafeTimedSerializer(
-            [key.derive_secret(b"forms/renew") for key in service.keys],
-            signer=ClockSigner,
-            signer_kwargs={
-                "clock": service.clock,
-                "key_derivation": "none",
-                "digest_method": hashlib.sha256,
-            },
-        )
+
+    @property
+    def signers(self) -> _Signers:
+        """The signers of the key ring in use now (rebuilt after a reload)."""
+        ring = self.service.keys
+        if self._signers.ring is not ring:
+            self._signers = self._signers_for(ring)
+        return self._signers
 
     # --- responses ------------------------------------------------------------
 
@@ -191,20 +240,20 @@ class LinkSite:
         self, request: Request, name: str, status: int, context: Mapping[str, Any]
     ) -> Response:
         html = self.renderer.render(
-            name, {"static_url": self._static_url(request), **context}
+            name, {"static_url": _path(request, "/static"), **context}
         )
         return HTMLResponse(html, status_code=status, headers=TOKEN_PAGE_HEADERS)
-
-    @staticmethod
-    def _static_url(request: Request) -> str:
-        return f"{request.scope.get('root_path', '')}/static"
 
     @staticmethod
     def _json(status: int, body: Mapping[str, Any]) -> Response:
         return JSONResponse(dict(body), status_code=status, headers=TOKEN_PAGE_HEADERS)
 
-    def failure(self, request: Request, exc: ActionLinksError) -> Response:
+    async def failure(self, request: Request, exc: ActionLinksError) -> Response:
         """Render ``exc`` through the outcome table, as HTML or JSON."""
+        if isinstance(exc, RequestError):
+            return self._refused(request, exc)
+        if isinstance(exc, ServiceClosedError):
+            _log.error("%s", exc)
         outcome = outcome_for(exc)
         if isinstance(exc, TokenError):
             self.metrics.count("actionlinks_links_rejected_total", "reason", exc.code)
@@ -213,13 +262,11 @@ class LinkSite:
         if isinstance(exc, TokenAlreadyUsedError) and exc.used_at is not None:
             message = f"This link was already used on {_human(exc.used_at)}."
             extra["used_at"] = format_instant(exc.used_at)
-        renewal = (
-            self._renewal_offer(exc) if isinstance(exc, TokenExpiredError) else None
-        )
+        renewal = await self._renewal_offer(exc)
         if renewal is not None:
             message += " You can ask for a new one."
         if wants_json(request):
-            body: dict[str, Any] = {"status": "error", "error": exc.code, **extra}
+            body: dict[str, Any] = {"status": "error", "error": outcome.code, **extra}
             if renewal is not None:
                 body["renewal"] = renewal
             return self._json(outcome.status, body)
@@ -230,14 +277,12 @@ class LinkSite:
             {
                 "title": outcome.title,
                 "message": message,
-                "renew_url": f"{request.scope.get('root_path', '')}/renew"
-                if renewal
-                else None,
+                "renew_url": _path(request, "/renew") if renewal else None,
                 "renewal": renewal,
             },
         )
 
-    def form_failure(self, request: Request, exc: FormError) -> Response:
+    def _refused(self, request: Request, exc: RequestError) -> Response:
         """A refused body or form: nothing was consumed."""
         if wants_json(request):
             return self._json(exc.status, {"status": "error", "error": exc.code})
@@ -259,11 +304,7 @@ class LinkSite:
     async def show(self, request: Request) -> Response:
         """GET and HEAD: verify and render the confirmation page; never consume."""
         token = request.path_params["token"]
-        registry = self.service.registry
-        try:
-            claims = await registry.check(token, view=request.method == "GET")
-        except ActionLinksError as exc:
-            return self.failure(request, exc)
+        claims = await self.service.registry.check(token, view=request.method == "GET")
         if request.method == "GET":
             self.metrics.count(
                 "actionlinks_links_viewed_total", "action", claims.action
@@ -295,13 +336,13 @@ class LinkSite:
         html = self.renderer.render_confirm(
             claims.action,
             {
-                "static_url": self._static_url(request),
+                "static_url": _path(request, "/static"),
                 "title": text.title,
                 "prompt": text.prompt,
                 "button": text.button,
                 "fields": text.fields,
                 "nonce": nonce,
-                "action_url": f"{request.scope.get('root_path', '')}/a/{token}",
+                "action_url": _path(request, f"/a/{token}"),
                 "expires_at": _human(claims.expires_at),
                 "problem": problem,
             },
@@ -312,31 +353,23 @@ class LinkSite:
         """POST: verify the form, consume atomically, dispatch, show the outcome."""
         token = request.path_params["token"]
         registry = self.service.registry
-        try:
-            form = await read_form(request)
-        except FormError as exc:
-            return self.form_failure(request, exc)
+        form = await read_form(request)
         try:
             claims = registry.verify(token, ignore_state=True)
-            action = registry.get(claims.action)
         except TokenError as exc:
             await registry.record_rejection(exc)
-            return self.failure(request, exc)
-        except ActionLinksError as exc:
-            return self.failure(request, exc)
+            raise
+        action = registry.get(claims.action)
         if action.one_click and form.get(ONE_CLICK[0]) == ONE_CLICK[1]:
             return await self._one_click(request, token, action)
         if not self._is_valid_nonce(form.get("nonce", ""), claims.token_id):
-            return self.form_failure(request, FormError(403, "invalid_form"))
+            raise RequestError("no valid form nonce", status=403, code="invalid_form")
         checked = check_form(text_for(action.name), form)
         if isinstance(checked, str):
             return self._confirm_page(
                 request, token, claims, status=422, problem=checked
             )
-        try:
-            redemption = await registry.redeem(token, action=action.name, form=checked)
-        except ActionLinksError as exc:
-            return self.failure(request, exc)
+        redemption = await registry.redeem(token, action=action.name, form=checked)
         self.metrics.count("actionlinks_links_used_total", "action", action.name)
         if action.redirect is not None:
             return RedirectResponse(
@@ -348,10 +381,7 @@ class LinkSite:
         self, request: Request, token: str, action: Action
     ) -> Response:
         """RFC 8058: redeem without a form; idempotent; never a redirect."""
-        try:
-            redemption = await self.service.registry.redeem(token, action=action.name)
-        except ActionLinksError as exc:
-            return self.failure(request, exc)
+        redemption = await self.service.registry.redeem(token, action=action.name)
         self.metrics.count("actionlinks_links_used_total", "action", action.name)
         return self._done(request, action, redemption.claims)
 
@@ -367,11 +397,11 @@ class LinkSite:
 
     def nonce_for(self, token_id: str) -> str:
         """The confirm form's nonce for the link ``token_id`` (one hour)."""
-        return self.nonces.sign(token_id).decode("ascii")
+        return self.signers.nonces.sign(token_id).decode("ascii")
 
     def _is_valid_nonce(self, nonce: str, token_id: str) -> bool:
         try:
-            value = self.nonces.unsign(
+            value = self.signers.nonces.unsign(
                 nonce, max_age=int(FORM_NONCE_MAX_AGE.total_seconds())
             )
         except itsdangerous.BadData:
@@ -380,46 +410,58 @@ class LinkSite:
 
     # --- renewal of expired links ----------------------------------------------
 
-    def _renewal_offer(self, exc: TokenExpiredError) -> str | None:
-        if exc.action is None or exc.subject is None or exc.token_id is None:
+    async def _renewal_offer(self, exc: ActionLinksError) -> str | None:
+        """A signed offer to renew an expired link, when it may be renewed."""
+        if not isinstance(exc, TokenExpiredError):
             return None
-        action = self.service.registry.actions.get(exc.action)
-        if action is None or action.renew is None:
+        expired = ExpiredLink.from_error(exc)
+        if expired is None:
             return None
-        offer = {"sub": exc.subject, "action": exc.action, "jti": exc.token_id}
-        return str(self.renewals.dumps(offer))
+        try:
+            if not await self.service.registry.is_renewable(expired):
+                return None
+        except LedgerUnavailableError:
+            return None
+        offer = {
+            "action": expired.action,
+            "sub": expired.subject,
+            "jti": expired.token_id,
+            "iat": expired.issued_at.isoformat(),
+            "exp": expired.expired_at.isoformat(),
+        }
+        return str(self.signers.renewals.dumps(offer))
+
+    def _read_offer(self, text: str) -> ExpiredLink:
+        invalid = RequestError("no valid renewal", status=400, code="invalid_renewal")
+        try:
+            offer = self.signers.renewals.loads(
+                text, max_age=int(RENEWAL_OFFER_MAX_AGE.total_seconds())
+            )
+            return ExpiredLink(
+                action=str(offer["action"]),
+                subject=str(offer["sub"]),
+                token_id=str(offer["jti"]),
+                issued_at=datetime.fromisoformat(offer["iat"]),
+                expired_at=datetime.fromisoformat(offer["exp"]),
+            )
+        except (itsdangerous.BadData, KeyError, TypeError, ValueError) as exc:
+            raise invalid from exc
 
     async def renew(self, request: Request) -> Response:
-        """POST /renew: mint and deliver a new link for the signed subject."""
+        """POST /renew: mint and deliver a new link in place of an expired one."""
+        form = await read_form(request)
+        expired = self._read_offer(form.get("renewal", ""))
         try:
-            form = await read_form(request)
-            offer = self.renewals.loads(
-                form.get("renewal", ""), max_age=int(RENEWAL_MAX_AGE.total_seconds())
-            )
-            action = self.service.registry.get(str(offer["action"]))
-            subject, expired_id = str(offer["sub"]), str(offer["jti"])
-        except FormError as exc:
-            return self.form_failure(request, exc)
-        except (itsdangerous.BadData, KeyError, TypeError, ConfigurationError):
-            return self.form_failure(request, FormError(400, "invalid_renewal"))
-        if action.renew is None:
-            return self.form_failure(request, FormError(400, "invalid_renewal"))
-        try:
-            expires_at = self.service.clock.now() + RENEWAL_MAX_AGE
-            if not await self.service.ledger.consume(
-                f"renew:{expired_id}", expires_at=expires_at
-            ):
-                return self.form_failure(request, FormError(409, "already_renewed"))
-            link = await self.service.registry.mint(action.name, subject=subject)
-            await action.renew(link)
-        except LedgerUnavailableError as exc:
-            return self.failure(request, exc)
-        except ActionLinksError as exc:
-            _log.warning("could not deliver a renewed %s link: %s", action.name, exc)
-            return self.failure(request, HandlerError("delivery failed"))
-        self.metrics.count("actionlinks_links_minted_total", "action", action.name)
+            link = await self.service.registry.renew(expired)
+        except TokenError as exc:
+            raise RequestError(
+                "the link may not be renewed", status=409, code="not_renewable"
+            ) from exc
+        self.metrics.count(
+            "actionlinks_links_minted_total", "action", link.claims.action
+        )
         if wants_json(request):
-            return self._json(200, {"status": "ok", "action": action.name})
+            return self._json(200, {"status": "ok", "action": link.claims.action})
         return self._page(
             request,
             "done",
@@ -453,126 +495,72 @@ class LinkSite:
         """GET /openapi.json: the HTTP API's description."""
         return JSONResponse(openapi_document(self.service.registry.base_url))
 
-    # --- wiring -------------------------------------------------------------------
 
-    def wire_webhook_handlers(self, client: httpx.AsyncClient) -> None:
-        """Give actions with a ``handler_url`` a signed-webhook handler and renewal.
-
-        Raises:
-            ConfigurationError: a handler URL without a valid secret.
-        """
-        registry = self.service.registry
-        settings = self.service.settings
-        for action in list(registry.actions.values()):
-            if action.handler_url is None or action.handler is not None:
-                continue
-            if action.handler_secret is None:
-                raise ConfigurationError(
-                    f"[actions.{action.name}] handler_url needs a handler_secret"
-                )
-            handler = WebhookHandler(
-                action.handler_url,
-                secret=action.handler_secret,
-                client=client,
-                clock=self.service.clock,
-                allow_private=settings.webhook_allow_private,
-            )
-            registry.declare(
-                dataclasses.replace(
-                    action,
-                    handler=handler,
-                    renew=action.renew or _renewal_announcer(handler),
-                )
-            )
-
-
-def _renewal_announcer(handler: WebhookHandler) -> Renewer:
-    async def announce(link: Link) -> None:
-        await handler.send(
-            "link.renewed",
-            {
-                "action": link.claims.action,
-                "sub": link.claims.subject,
-                "jti": link.claims.token_id,
-                "url": link.url,
-                "expires_at": format_instant(link.claims.expires_at),
-            },
-        )
-
-    return announce
+def _path(request: Request, path: str) -> str:
+    """``path`` under the prefix the app is mounted at (never the Host header)."""
+    return f"{request.scope.get('root_path', '')}{path}"
 
 
 async def _no_content(request: Request) -> Response:
     return Response(status_code=204)
 
 
-def check_redirects(service: Service) -> None:
-    """Refuse success redirects outside the base URL's origin and the allow-list.
+def create_app(service: Service) -> Starlette:
+    """The Starlette app serving ``service``: routes only.
 
-    Raises:
-        ConfigurationError: a redirect to another origin.
+    Standalone, its lifespan opens the service. Mounted in another app, whose
+    lifespan Starlette runs instead, that lifespan must open it::
+
+        @asynccontextmanager
+        async def lifespan(app):
+            async with service:
+                yield
+
+    Until it is open, requests that need the store answer 503 and the log says
+    why.
     """
-    base = urlsplit(service.registry.base_url)
-    allowed = {f"{base.scheme}://{base.netloc}"}
-    allowed.update(o.rstrip("/") for o in service.settings.redirect_origins)
-    for action in service.registry.actions.values():
-        if action.redirect is None:
-            continue
-        target = urlsplit(action.redirect)
-        if f"{target.scheme}://{target.netloc}" not in allowed:
-            raise ConfigurationError(
-                f"{action.name}: redirect origin is not allowed; add it to "
-                "ACTIONLINKS_REDIRECT_ORIGINS"
-            )
-
-
-def create_app(service: Service, *, close_service: bool = False) -> Starlette:
-    """The Starlette app serving ``service``.
-
-    Args:
-        service: keys, database and actions (with Python handlers in library
-            mode).
-        close_service: whether the app closes the service when it shuts down.
-
-    Raises:
-        ConfigurationError: a redirect outside the allowed origins.
-    """
-    check_redirects(service)
     metrics = Metrics()
     site = LinkSite(service, metrics=metrics)
     api = ApiEndpoints(service, metrics=metrics)
 
+    async def error_response(request: Request, exc: Exception) -> Response:
+        """The one place errors become responses: API JSON, or a page."""
+        if not isinstance(exc, ActionLinksError):  # pragma: no cover - registered so
+            raise exc
+        if api.serves(request):
+            return api_error(exc)
+        return await site.failure(request, exc)
+
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        async with httpx.AsyncClient(follow_redirects=False) as client:
-            site.wire_webhook_handlers(client)
-            try:
-                yield
-            finally:
-                if close_service:
-                    service.close()
+        async with service:
+            yield
 
     routes = [
-        Route("/a/{token}", site.show, methods=["GET", "HEAD"]),
-        Route("/a/{token}", site.confirm, methods=["POST"]),
-        Route("/renew", site.renew, methods=["POST"]),
-        Route("/.well-known/jwks.json", site.jwks, methods=["GET"]),
-        Route("/healthz", site.healthz, methods=["GET"]),
-        Route("/metrics", site.metrics_text, methods=["GET"]),
-        Route("/openapi.json", site.openapi, methods=["GET"]),
-        Route("/favicon.ico", _no_content, methods=["GET"]),
+        Route("/a/{token}", site.show, methods=["GET", "HEAD"], name="link"),
+        Route("/a/{token}", site.confirm, methods=["POST"], name="link-confirm"),
+        Route("/renew", site.renew, methods=["POST"], name="renew"),
+        Route("/.well-known/jwks.json", site.jwks, methods=["GET"], name="jwks"),
+        Route("/healthz", site.healthz, methods=["GET"], name="healthz"),
+        Route("/metrics", site.metrics_text, methods=["GET"], name="metrics"),
+        Route("/openapi.json", site.openapi, methods=["GET"], name="openapi"),
+        Route("/favicon.ico", _no_content, methods=["GET"], name="favicon"),
         *api.routes(),
-        Mount("/static", app=StaticFiles(directory=templates_dir() / "static")),
+        Mount(
+            "/static",
+            app=StaticFiles(directory=templates_dir() / "static"),
+            name="static",
+        ),
     ]
     return Starlette(
         routes=routes,
         lifespan=lifespan,
         middleware=[Middleware(TimingMiddleware, metrics=metrics)],
+        exception_handlers={ActionLinksError: error_response},
     )
 
 
 def app_from_env() -> Starlette:
     """The uvicorn factory of ``actionlinks serve``: settings from the environment."""
     settings = Settings.from_env(os.environ)
-    service = Service.open(settings, clock=SystemClock())
-    return create_app(service, close_service=True)
+    return create_app(Service(settings, reload_on_sighup=True))

@@ -6,9 +6,9 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from actionlinks.actions import ActionRegistry
 from actionlinks.keys import KeyRing
 from actionlinks.ledger import MemoryLedger
+from actionlinks.registry import ActionRegistry
 from actionlinks.testing import FrozenClock
 from actionlinks.tokens import TokenIssuer
 

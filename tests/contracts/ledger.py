@@ -1,7 +1,10 @@
 """LedgerContract: the guarantees every Ledger backend proves with one suite.
 
-A backend's test module subclasses it and provides a ``make_ledger`` fixture
-returning a factory ``(clock) -> Ledger``.
+A backend's test module subclasses it and provides a ``store`` fixture: a
+connected, migrated :class:`~actionlinks.stores.Store` on the ``clock`` fixture.
+The suite proves the ledger alone, then the registry driving it (cancellation,
+revocation during a use, sub-second ordering), so every backend inherits the
+redemption guarantees too.
 """
 
 from __future__ import annotations
@@ -9,17 +12,29 @@ from __future__ import annotations
 import asyncio
 from datetime import timedelta
 
+import anyio
 import pytest
 
+from actionlinks.actions import Action
+from actionlinks.errors import HandlerError, TokenRevokedError
 from actionlinks.ledger import ALL_ACTIONS
+from actionlinks.registry import ActionRegistry
+
+BASE = "https://links.example.test"
 
 
 class LedgerContract:
-    """Subclass with a ``make_ledger`` fixture to run these against a backend."""
+    """Subclass with a ``store`` fixture to run these against a backend."""
 
     @pytest.fixture
-    def backend(self, make_ledger, clock):
-        return make_ledger(clock)
+    def backend(self, store):
+        return store.ledger
+
+    @pytest.fixture
+    def registry(self, store, issuer, clock):
+        return ActionRegistry(
+            issuer, ledger=store.ledger, base_url=BASE, clock=clock, journal=store.links
+        )
 
     async def test_first_consume_wins_and_second_loses(self, backend, clock):
         """consume() is True once, then False."""
@@ -146,3 +161,121 @@ class LedgerContract:
         await backend.consume("t", expires_at=expires)
         used = await backend.standing("t", subject="u", action="a", issued_at=issued)
         assert used.state == "used"
+
+    async def test_release_keeps_a_revocation_that_came_during_the_use(
+        self, backend, clock
+    ):
+        """Issue 6 item 7: revoke while the use is pending, then release: revoked."""
+        expires = clock.now() + timedelta(minutes=5)
+        assert await backend.consume("t", expires_at=expires)
+        await backend.revoke("t", expires_at=expires)
+        assert (await backend.lookup("t")).state == "used"
+        await backend.release("t")
+        assert (await backend.lookup("t")).state == "revoked"
+        assert await backend.consume("t", expires_at=expires) is False
+
+    async def test_revocation_orders_tokens_to_the_microsecond(self, backend, clock):
+        """Issue 6 item 1: issued a microsecond before dies, at the instant lives."""
+        now = clock.now()
+        await backend.revoke_subject(
+            "u", action="a", before=now, until=now + timedelta(days=1)
+        )
+        just_before = now - timedelta(microseconds=1)
+        assert await backend.is_subject_revoked("u", action="a", issued_at=just_before)
+        assert not await backend.is_subject_revoked("u", action="a", issued_at=now)
+        assert (
+            await backend.standing("t", subject="u", action="a", issued_at=just_before)
+        ).state == "revoked"
+        assert (
+            await backend.standing("t", subject="u", action="a", issued_at=now) is None
+        )
+
+    async def test_revoke_then_mint_within_a_second_gives_a_live_link(
+        self, registry, clock
+    ):
+        """Issue 6 item 1: 300 ms after revoking a subject, a new link works."""
+        clock.advance(timedelta(milliseconds=100))
+        revoked_at = clock.now()
+        await registry.revoke_subject("u")
+        clock.advance(timedelta(milliseconds=300))
+        link = await registry.mint("invite", subject="u")
+        same_second = int(revoked_at.timestamp())
+        assert int(link.claims.issued_at.timestamp()) == same_second
+        assert await registry.redeem(link.token)
+
+    async def test_mint_then_revoke_within_a_second_kills_the_link(
+        self, registry, clock
+    ):
+        """Issue 6 item 1: a link minted 300 ms before the revocation dies."""
+        clock.advance(timedelta(milliseconds=100))
+        link = await registry.mint("invite", subject="u")
+        clock.advance(timedelta(milliseconds=300))
+        await registry.revoke_subject("u", action="invite")
+        with pytest.raises(TokenRevokedError):
+            await registry.redeem(link.token)
+
+    async def test_two_sign_in_links_in_one_second_leave_only_the_newest(
+        self, registry, clock
+    ):
+        """Minting that revokes earlier links works at sub-second spacing too."""
+        first = await registry.mint("magic-signin", subject="u")
+        clock.advance(timedelta(milliseconds=200))
+        second = await registry.mint("magic-signin", subject="u")
+        with pytest.raises(TokenRevokedError):
+            await registry.redeem(first.token)
+        assert await registry.redeem(second.token)
+
+    async def test_cancelled_redemption_leaves_the_link_usable(self, registry, backend):
+        """Issue 6 item 7: a redemption cancelled in a cancel scope releases."""
+        started = anyio.Event()
+
+        async def slow(claims, form):
+            started.set()
+            await anyio.sleep(3600)
+
+        registry.declare(Action(name="invite", ttl=timedelta(days=1), handler=slow))
+        link = await registry.mint("invite", subject="u")
+        async with anyio.create_task_group() as tasks:
+            with anyio.CancelScope() as scope:
+                tasks.start_soon(registry.redeem, link.token)
+                await started.wait()
+                scope.cancel()
+            tasks.cancel_scope.cancel()
+        assert await backend.lookup(link.claims.token_id) is None
+        registry.declare(Action(name="invite", ttl=timedelta(days=1)))
+        assert await registry.redeem(link.token)
+
+    async def test_redemption_cancelled_in_its_own_scope_releases(
+        self, registry, backend
+    ):
+        """The redeem call itself inside move_on_after: nothing stays used."""
+
+        async def slow(claims, form):
+            await anyio.sleep(3600)
+
+        registry.declare(Action(name="invite", ttl=timedelta(days=1), handler=slow))
+        link = await registry.mint("invite", subject="u")
+        with anyio.move_on_after(0.05):
+            await registry.redeem(link.token)
+        assert await backend.lookup(link.claims.token_id) is None
+        status = await registry._journal.status(link.claims.token_id)
+        assert status.used_at is None
+
+    async def test_revocation_during_a_failing_handler_stays(self, registry, backend):
+        """Issue 6 item 7: revoke while the handler runs; it fails; still revoked."""
+
+        async def revoked_then_fails(claims, form):
+            await registry.revoke(claims.token_id)
+            raise RuntimeError("the app is down")
+
+        registry.declare(
+            Action(name="invite", ttl=timedelta(days=1), handler=revoked_then_fails)
+        )
+        link = await registry.mint("invite", subject="u")
+        with pytest.raises(HandlerError) as caught:
+            await registry.redeem(link.token)
+        assert caught.value.released
+        assert (await backend.lookup(link.claims.token_id)).state == "revoked"
+        registry.declare(Action(name="invite", ttl=timedelta(days=1)))
+        with pytest.raises(TokenRevokedError):
+            await registry.redeem(link.token)

@@ -235,14 +235,13 @@ def test_revoked_link_is_rejected_by_verify(home):
     assert "revoked" in rejected(run(home, "verify", second["url"]))
 
 
-def test_state_bound_link_from_the_cli(home):
-    """--state binds a link; verify with another state rejects it."""
-    url = ok(
-        run(home, "mint", "password-reset", "--sub", "u", "--state", "hash-1")
-    ).strip()
-    ok(run(home, "verify", url, "--state", "hash-1"))
-    assert "state" in rejected(run(home, "verify", url, "--state", "hash-2"))
-    assert "state not checked" in ok(run(home, "verify", url))
+def test_state_bound_link_that_serve_could_never_confirm_is_refused(home):
+    """Issue 6 item 12: --state for an action nothing can check: exit 2, one line."""
+    line = rejected(
+        run(home, "mint", "password-reset", "--sub", "u", "--state", "hash-1"),
+        code=2,
+    )
+    assert "current_state" in line
 
 
 def test_broken_config_file_is_a_clean_error(home):
@@ -254,12 +253,13 @@ def test_broken_config_file_is_a_clean_error(home):
 
 
 def test_unknown_environment_setting_is_refused(home):
-    """A misspelt ACTIONLINKS_ variable is reported, not ignored."""
+    """A misspelt ACTIONLINKS_ variable is named, with the nearest (issue 6, 18)."""
     line = rejected(
         run(home, "mint", "invite", "--sub", "u", env={"ACTIONLINKS_BASEURL": "x"}),
         code=2,
     )
-    assert "baseurl" in line
+    assert "ACTIONLINKS_BASEURL" in line
+    assert "did you mean ACTIONLINKS_BASE_URL?" in line
 
 
 def test_secrets_never_reach_the_output(home):

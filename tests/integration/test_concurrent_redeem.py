@@ -13,7 +13,8 @@ import pytest
 from actionlinks.actions import Action
 from actionlinks.clock import SystemClock
 from actionlinks.errors import HandlerError
-from actionlinks.service import Service, initialize
+from actionlinks.home import initialize
+from actionlinks.service import Service
 from actionlinks.settings import Settings
 
 pytestmark = pytest.mark.integration
@@ -33,7 +34,7 @@ WORKER = textwrap.dedent(
 
     async def main():
         settings = Settings.from_env({"ACTIONLINKS_HOME": home})
-        async with Service.open(settings, clock=SystemClock()) as service:
+        async with Service(settings, clock=SystemClock()) as service:
             while not go.exists():
                 await asyncio.sleep(0.005)
             results = await asyncio.gather(
@@ -62,7 +63,7 @@ async def test_fifty_concurrent_redeems_from_several_processes_succeed_once(
     settings, tmp_path
 ):
     """5 processes x 10 concurrent redeems of one token: exactly one succeeds."""
-    async with Service.open(settings, clock=SystemClock()) as service:
+    async with Service(settings, clock=SystemClock()) as service:
         link = await service.registry.mint("invite", subject="user:42")
     go = tmp_path / "go"
     workers = [
@@ -87,7 +88,7 @@ async def test_fifty_concurrent_redeems_from_several_processes_succeed_once(
 
 async def test_failing_handler_leaves_the_link_usable_on_sqlite(settings):
     """A handler that raises releases the use in the database; a retry succeeds."""
-    async with Service.open(settings, clock=SystemClock()) as service:
+    async with Service(settings, clock=SystemClock()) as service:
         outcomes = iter([RuntimeError("mail server down"), None])
 
         async def handler(claims, form):

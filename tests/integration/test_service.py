@@ -13,7 +13,7 @@ import pytest
 from servers import SCRIPT, Receiver, ServeProcess, clean_env, serve_with_handler
 from support import rejection_cases
 
-from actionlinks.keys import load_keyring
+from actionlinks.keyfile import load_keyring
 from actionlinks.webhooks import generate_secret
 
 pytestmark = pytest.mark.integration

@@ -8,7 +8,7 @@ from datetime import timedelta
 import pytest
 from support import b64
 
-from actionlinks.actions import DEFAULT_ACTIONS, Action, ActionRegistry, token_from
+from actionlinks.actions import DEFAULT_ACTIONS, Action, token_from
 from actionlinks.errors import (
     ConfigurationError,
     HandlerError,
@@ -21,6 +21,7 @@ from actionlinks.errors import (
     TokenRevokedError,
     WrongPurposeError,
 )
+from actionlinks.registry import ActionRegistry
 
 
 def test_default_actions_have_the_documented_lifetimes_and_use():

@@ -93,15 +93,18 @@ def test_keys_list_rotate_retire_and_jwks(home, capsys):
     assert len(kids) == 2
 
 
-def test_state_is_bound_and_checked(home, capsys):
-    """mint --state binds; verify --state checks; without it the note says so."""
-    _, url, _ = cli(
+def test_state_fingerprint_that_nothing_could_check_is_refused(home, capsys):
+    """Issue 6 item 12: mint --state for a service-mode action exits 2, one line.
+
+    No TOML action can say how to read a subject's current state, so such a
+    link could never be confirmed; before the fix it was minted and always 400.
+    """
+    code, out, err = cli(
         home, capsys, "mint", "password-reset", "--sub", "u", "--state", "h1"
     )
-    assert cli(home, capsys, "verify", url.strip(), "--state", "h1")[0] == 0
-    assert cli(home, capsys, "verify", url.strip(), "--state", "h2")[0] == 1
-    _, out, _ = cli(home, capsys, "verify", url.strip(), "--json")
-    assert json.loads(out)["state_bound"] is True
+    assert (code, out) == (2, "")
+    assert "current_state" in err
+    assert err.count("\n") == 1
 
 
 def test_configuration_errors_exit_2(home, capsys):

@@ -10,7 +10,8 @@ import pytest
 from support import unb64
 
 from actionlinks.errors import ConfigurationError, InvalidSignatureError, KeyFileError
-from actionlinks.keys import KeyRing, SigningKey, load_keyring, save_keyring
+from actionlinks.keyfile import load_keyring, save_keyring
+from actionlinks.keys import KeyRing, SigningKey
 from actionlinks.testing import FrozenClock
 from actionlinks.tokens import Purpose, TokenIssuer
 

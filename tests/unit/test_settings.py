@@ -6,8 +6,10 @@ from datetime import timedelta
 
 import pytest
 
+from actionlinks.clock import SystemClock
 from actionlinks.errors import ConfigurationError
 from actionlinks.settings import Secret, Settings, default_config, parse_duration
+from actionlinks.stores import store_from_url
 
 
 @pytest.mark.parametrize(
@@ -61,7 +63,7 @@ def test_defaults_follow_the_design(tmp_path):
 
 
 def test_environment_overrides_the_config_file(tmp_path):
-    """ACTIONLINKS_* beats actionlinks.toml; the issuer follows the base URL."""
+    """ACTIONLINKS_* beats actionlinks.toml; the recorded issuer stays (issue 6)."""
     (tmp_path / "actionlinks.toml").write_text(default_config("https://file.example"))
     from_file = Settings.from_env({"ACTIONLINKS_HOME": str(tmp_path)})
     assert from_file.base_url == "https://file.example"
@@ -79,7 +81,13 @@ def test_environment_overrides_the_config_file(tmp_path):
         }
     )
     assert settings.base_url == "https://env.example"
-    assert settings.issuer == "https://env.example"
+    assert settings.issuer == "https://file.example"
+    assert (
+        Settings.from_env(
+            {"ACTIONLINKS_BASE_URL": "https://x.example"}, cwd=tmp_path / "new"
+        ).issuer
+        == "https://x.example"
+    )
     assert settings.leeway == timedelta(seconds=10)
     assert settings.smtp_port == 587
     assert settings.smtp_tls == "starttls"
@@ -114,7 +122,7 @@ def test_actions_are_declared_and_adjusted_in_the_config_file(tmp_path):
     """[actions.NAME] adds actions and adjusts built-ins, keeping their traits."""
     (tmp_path / "actionlinks.toml").write_text(
         "[actions.password-reset]\nttl = '10m'\n"
-        "[actions.unsubscribe]\nttl = '400d'\n"
+        "[actions.unsubscribe]\nttl = '400d'\nmax_ttl = '400d'\n"
         "[actions.beta-access]\nttl = '2h'\nmax_ttl = '1d'\nrevokes_previous = true\n"
         "handler_url = 'https://app.example/hooks'\nredirect = 'https://app.example/ok'\n"
     )
@@ -165,8 +173,8 @@ def test_secret_never_shows_itself():
     assert hash(secret) == hash(Secret("s3cret"))
 
 
-def test_sqlite_path_is_refused_for_postgresql(tmp_path):
-    """A PostgreSQL URL has no SQLite path (that backend arrives later)."""
+def test_postgresql_is_refused_with_a_clear_message_until_it_arrives(tmp_path):
+    """A PostgreSQL URL is a configuration error naming the missing support."""
     settings = Settings(home=tmp_path, database_url="postgresql://localhost/test")
-    with pytest.raises(ConfigurationError):
-        _ = settings.sqlite_path
+    with pytest.raises(ConfigurationError, match="PostgreSQL support"):
+        store_from_url(settings.database_url, clock=SystemClock())

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 from datetime import timedelta
 from typing import Any
@@ -601,7 +602,7 @@ def _strict_only(issuer):
         clock=issuer._clock,
         leeway=timedelta(seconds=30),
     )
-    strict._known = {}
+    strict._ring = dataclasses.replace(strict._ring, known={})
     return strict
 
 

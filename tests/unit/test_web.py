@@ -14,7 +14,8 @@ from support import rejection_cases
 
 from actionlinks.actions import Action
 from actionlinks.errors import ConfigurationError
-from actionlinks.service import Service, initialize
+from actionlinks.home import initialize
+from actionlinks.service import Service
 from actionlinks.settings import Settings
 from actionlinks.web import create_app
 
@@ -26,9 +27,7 @@ NONCE = re.compile(r'name="nonce" value="([^"]+)"')
 def service(tmp_path, clock):
     settings = Settings(home=tmp_path, base_url=BASE, issuer=BASE)
     initialize(settings, clock=clock)
-    service = Service.open(settings, clock=clock)
-    yield service
-    service.close()
+    return Service(settings, clock=clock)
 
 
 @pytest.fixture
@@ -209,12 +208,13 @@ async def test_success_redirects_with_303_to_the_allowed_redirect(service, clien
 
 
 def test_redirect_to_another_origin_is_refused_at_start(service):
-    """Open redirects are configuration errors."""
+    """Open redirects are configuration errors when the service opens."""
     service.registry.declare(
         Action(name="invite", ttl=timedelta(days=1), redirect="https://evil.test/x")
     )
-    with pytest.raises(ConfigurationError, match="redirect"):
-        create_app(service)
+    app = create_app(service)
+    with pytest.raises(ConfigurationError, match="redirect"), TestClient(app):
+        pass
 
 
 async def test_expired_link_answers_410_and_offers_a_new_one(service, client, clock):
@@ -269,7 +269,7 @@ async def test_json_clients_get_json_outcomes(service, client, clock):
     assert again.json()["error"] == "already_used"
     bad = client.get("/a/x.y.z", headers=headers)
     assert bad.status_code == 400
-    assert bad.json() == {"status": "error", "error": "malformed"}
+    assert bad.json() == {"status": "error", "error": "invalid_link"}
 
 
 async def test_unknown_query_parameters_are_ignored(service, client):
@@ -350,7 +350,7 @@ async def test_ledger_outage_is_503_and_consumes_nothing(service, client):
     """A database failure is 503, never an unused or a 500."""
     link = await mint(service)
     nonce = nonce_of(client.get(path(link)))
-    service.database.close()
+    service.store.database.close()
     response = client.post(path(link), data={"nonce": nonce})
     assert response.status_code == 503
     assert client.get(path(link)).status_code == 503
@@ -360,16 +360,16 @@ async def test_ledger_outage_is_503_and_consumes_nothing(service, client):
 async def test_link_status_records_view_use_and_rejections(service, client):
     """The store tracks issued → viewed → used, and rejected attempts with reasons."""
     link = await mint(service)
-    status = await service.store.status(link.claims.token_id)
+    status = await service.links.status(link.claims.token_id)
     assert status.state == "issued"
     nonce = nonce_of(client.get(path(link)))
-    assert (await service.store.status(link.claims.token_id)).state == "viewed"
+    assert (await service.links.status(link.claims.token_id)).state == "viewed"
     client.post(path(link), data={"nonce": nonce})
     client.post(path(link), data={"nonce": nonce})
-    status = await service.store.status(link.claims.token_id)
+    status = await service.links.status(link.claims.token_id)
     assert status.state == "used"
     assert status.used_at is not None
-    assert [a.reason for a in status.rejected] == ["already_used"]
+    assert [(a.reason, a.count) for a in status.rejected] == [("already_used", 1)]
 
 
 def test_jwks_health_metrics_and_openapi(service, client):
@@ -535,6 +535,7 @@ async def test_api_status_and_revocation(service, client, writer, clock):
     assert client.get(f"/a/{minted['token']}").status_code == 400
     status = client.get(f"/v1/links/{minted['jti']}", headers=bearer(writer)).json()
     assert status["state"] == "revoked"
+    assert status["dispatch"] is None
     assert [a["reason"] for a in status["rejected_attempts"]] == ["revoked"]
     other = client.post(
         "/v1/links",
@@ -553,34 +554,6 @@ async def test_api_status_and_revocation(service, client, writer, clock):
         client.post("/v1/links/revoke", json={}, headers=bearer(writer)).json()["field"]
         == "jti"
     )
-
-
-async def test_app_mounts_inside_a_users_app_with_python_handlers(tmp_path, clock):
-    """Library mode: the app under /links of another app runs Python handlers."""
-    from starlette.applications import Starlette
-    from starlette.routing import Mount
-
-    settings = Settings(home=tmp_path, base_url=f"{BASE}/links", issuer=BASE)
-    initialize(settings, clock=clock)
-    verified = []
-
-    async def confirm(claims, form):
-        verified.append(claims.subject)
-
-    async with Service.open(settings, clock=clock) as service:
-        service.registry.declare(
-            Action(name="email-confirm", ttl=timedelta(hours=1), handler=confirm)
-        )
-        outer = Starlette(routes=[Mount("/links", create_app(service))])
-        link = await mint(service, sub="ada")
-        assert link.url.startswith(f"{BASE}/links/a/")
-        with TestClient(outer) as client:
-            page = client.get(f"/links/a/{link.token}")
-            assert f'action="/links/a/{link.token}"' in page.text
-            assert 'href="/links/static/actionlinks.css"' in page.text
-            done = client.post(f"/links/a/{link.token}", data={"nonce": nonce_of(page)})
-            assert done.status_code == 200
-    assert verified == ["ada"]
 
 
 async def test_chunked_body_over_the_limit_is_413(service, client):
@@ -641,7 +614,7 @@ async def test_renewal_refuses_bodies_and_actions_without_delivery(
     service, client, clock
 ):
     """Oversized renewal bodies are 413; a renewal for an action that lost its
-    delivery is 400; a ledger outage is 503."""
+    delivery is 409; a ledger outage is 503."""
 
     async def renew(link):
         pass
@@ -654,11 +627,11 @@ async def test_renewal_refuses_bodies_and_actions_without_delivery(
     offer = client.get(path(link), headers={"Accept": "application/json"}).json()
     assert client.post("/renew", content=b"x" * 70_000).status_code == 413
     service.registry.declare(Action(name="magic-signin", ttl=timedelta(minutes=15)))
-    assert client.post("/renew", data={"renewal": offer["renewal"]}).status_code == 400
+    assert client.post("/renew", data={"renewal": offer["renewal"]}).status_code == 409
     service.registry.declare(
         Action(name="magic-signin", ttl=timedelta(minutes=15), renew=renew)
     )
-    service.database.close()
+    service.store.database.close()
     assert client.post("/renew", data={"renewal": offer["renewal"]}).status_code == 503
 
 
@@ -691,22 +664,8 @@ def test_favicon_is_an_empty_answer(client):
     assert client.get("/favicon.ico").status_code == 204
 
 
-async def test_handler_url_actions_get_a_webhook_handler_at_start(service):
-    """The lifespan wires handler_url actions; one without a secret fails start."""
-    from actionlinks.webhooks import WebhookHandler, generate_secret
-
-    service.registry.declare(
-        Action(
-            name="invite",
-            ttl=timedelta(days=1),
-            handler_url="https://app.example.test/hooks",
-            handler_secret=generate_secret(),
-        )
-    )
-    with TestClient(create_app(service)):
-        invite = service.registry.get("invite")
-        assert isinstance(invite.handler, WebhookHandler)
-        assert invite.renew is not None
+async def test_handler_url_without_a_secret_fails_when_the_service_opens(service):
+    """An action declared in code with a handler URL but no secret stops start-up."""
     service.registry.declare(
         Action(
             name="invite",

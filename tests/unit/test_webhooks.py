@@ -1,22 +1,34 @@
-"""Standard Webhooks signing and the handler_url dispatcher (actionlinks.webhooks)."""
+"""Standard Webhooks signing, destination checks and sending (actionlinks.webhooks)."""
 
 from __future__ import annotations
 
 import json
 from datetime import timedelta
 
+import httpcore
 import httpx
 import pytest
 from standardwebhooks import Webhook
 
+from actionlinks.actions import Action
 from actionlinks.clock import SystemClock
+from actionlinks.dispatch import ServiceDispatcher
 from actionlinks.errors import ConfigurationError, WebhookDeliveryError
 from actionlinks.webhooks import (
-    WebhookHandler,
-    check_destination,
+    PublicOnlyTransport,
+    WebhookEndpoint,
+    WebhookSender,
     generate_secret,
+    guard,
+    message_id_for,
     secret_bytes,
     sign,
+)
+from actionlinks.webhooks.guard import (
+    DestinationRefusedError,
+    PublicOnlyBackend,
+    check_url,
+    is_public_address,
 )
 
 # The example of the Standard Webhooks specification.
@@ -25,6 +37,7 @@ SPEC_ID = "msg_p5jXN8AQM9LWM0D4loKWxJek"
 SPEC_TIMESTAMP = 1614265330
 SPEC_BODY = b'{"test": 2432232314}'
 SPEC_SIGNATURE = "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE="
+URL = "https://app.example.test/hooks"
 
 
 def test_signature_matches_the_specification_example():
@@ -36,9 +49,11 @@ def test_signature_matches_the_specification_example():
     )
 
 
-@pytest.mark.parametrize("secret", ["MfKQ9r8G", "whsec_!!!", "whsec_AAAA"])
+@pytest.mark.parametrize(
+    "secret", ["MfKQ9r8G", "whsec_!!!", "whsec_AAAA", "whsec_" + "A" * 100]
+)
 def test_malformed_secrets_are_refused(secret):
-    """Secrets must be whsec_ + base64 of at least 24 bytes."""
+    """Secrets must be whsec_ + base64 of 24-64 bytes."""
     with pytest.raises(ConfigurationError):
         secret_bytes(secret)
 
@@ -48,100 +63,7 @@ def test_generated_secret_is_usable():
     assert len(secret_bytes(generate_secret())) == 32
 
 
-async def test_handler_posts_a_body_the_reference_library_verifies(clock, issuer):
-    """A link.used webhook verifies with the standardwebhooks library."""
-    from actionlinks.tokens import Purpose
-
-    secret = generate_secret()
-    seen = []
-
-    def receive(request: httpx.Request) -> httpx.Response:
-        seen.append(request)
-        return httpx.Response(204)
-
-    purpose = Purpose(name="invite", ttl=timedelta(days=1), max_ttl=timedelta(days=1))
-    claims = issuer.mint(purpose, subject="user:42", data={"team": 7}).claims
-    async with httpx.AsyncClient(transport=httpx.MockTransport(receive)) as client:
-        handler = WebhookHandler(
-            "https://app.example.test/hooks",
-            secret=secret,
-            client=client,
-            clock=SystemClock(),  # the reference verifier checks against real time
-            allow_private=True,
-        )
-        assert await handler(claims, {"note": "hi"}) == 204
-    (request,) = seen
-    payload = Webhook(secret).verify(request.content, dict(request.headers))
-    assert payload["type"] == "link.used"
-    assert payload["data"]["sub"] == "user:42"
-    assert payload["data"]["form"] == {"note": "hi"}
-    assert payload["data"]["data"] == {"team": 7}
-    assert secret not in repr(handler)
-
-
-async def failed_delivery(
-    respond, clock, url: str = "https://app.example.test/hooks"
-) -> tuple[WebhookDeliveryError, WebhookHandler]:
-    """Send one event through ``respond``; the delivery error and the handler."""
-    async with httpx.AsyncClient(transport=httpx.MockTransport(respond)) as client:
-        handler = WebhookHandler(
-            url,
-            secret=generate_secret(),
-            client=client,
-            clock=clock,
-            allow_private=True,
-        )
-        with pytest.raises(WebhookDeliveryError) as caught:
-            await handler.send("link.used", {"x": 1})
-    return caught.value, handler
-
-
-@pytest.mark.parametrize("status", [301, 400, 410, 500, 503])
-async def test_non_2xx_answers_are_handler_failures(clock, status):
-    """Redirects are not followed; anything but 2xx is a delivery error."""
-    error, _ = await failed_delivery(
-        lambda request: httpx.Response(status, headers={"location": "https://x.test"}),
-        clock,
-    )
-    assert error.status_code == status
-
-
-async def test_unreachable_receiver_is_a_delivery_error(clock):
-    """A transport error becomes WebhookDeliveryError without a status."""
-
-    def refuse(request: httpx.Request) -> httpx.Response:
-        raise httpx.ConnectError("refused", request=request)
-
-    error, _ = await failed_delivery(refuse, clock)
-    assert error.status_code is None
-
-
-@pytest.mark.parametrize(
-    "url",
-    [
-        "http://127.0.0.1/hook",
-        "http://10.1.2.3/",
-        "http://[::1]:8000/",
-        "http://169.254.169.254/",
-    ],
-)
-async def test_private_destinations_are_refused_unless_allowed(url):
-    """Loopback, private and link-local targets need explicit permission."""
-    with pytest.raises(ConfigurationError, match="private"):
-        await check_destination(url, allow_private=False)
-    await check_destination(url, allow_private=True)
-
-
-@pytest.mark.parametrize(
-    "url", ["ftp://x.test/", "http:///nohost", "file:///etc/passwd"]
-)
-async def test_non_http_destinations_are_refused(url):
-    """Only http(s) URLs with a host can receive webhooks."""
-    with pytest.raises(ConfigurationError):
-        await check_destination(url, allow_private=True)
-
-
-def test_body_is_signed_exactly_as_sent(clock):
+def test_body_is_signed_exactly_as_sent():
     """The signature covers the exact bytes (no re-serialisation)."""
     key = secret_bytes(SPEC_SECRET)
     compact = json.dumps({"a": 1}, separators=(",", ":")).encode()
@@ -151,14 +73,266 @@ def test_body_is_signed_exactly_as_sent(clock):
     )
 
 
-async def test_errors_and_repr_never_show_the_urls_query(clock):
-    """A token in the handler URL's query stays out of messages and reprs."""
-    error, handler = await failed_delivery(
-        lambda request: httpx.Response(500),
-        clock,
-        url="https://user:pw@app.example.test/hooks?key=s3cret",
+def test_message_id_of_an_event_is_derived_and_stable():
+    """Issue 6 item 6: the same event about the same jti has one id, always."""
+    first = message_id_for("link.used", "jti-1")
+    assert first == message_id_for("link.used", "jti-1")
+    assert first.startswith("msg_")
+    assert first != message_id_for("link.used", "jti-2")
+    assert first != message_id_for("link.renewed", "jti-1")
+
+
+# --- sending ----------------------------------------------------------------------
+
+
+async def send_through(respond, url: str = URL, secret: str | None = None) -> object:
+    """Send one event through ``respond``: the status or the delivery error."""
+    endpoint = WebhookEndpoint(url, secret=secret or generate_secret())
+    async with httpx.AsyncClient(transport=httpx.MockTransport(respond)) as client:
+        sender = WebhookSender(client, clock=SystemClock())
+        try:
+            return await sender.send(
+                endpoint, event_type="link.used", message_id="msg_1", data={"x": 1}
+            )
+        except WebhookDeliveryError as exc:
+            return exc
+
+
+async def test_sent_event_verifies_with_the_reference_library():
+    """A sent event carries Standard Webhooks headers the reference verifies."""
+    secret = generate_secret()
+    seen = []
+
+    def receive(request):
+        seen.append(request)
+        return httpx.Response(204)
+
+    assert await send_through(receive, secret=secret) == 204
+    (request,) = seen
+    payload = Webhook(secret).verify(request.content, dict(request.headers))
+    assert payload == {
+        "type": "link.used",
+        "timestamp": payload["timestamp"],
+        "data": {"x": 1},
+    }
+    assert request.headers["webhook-id"] == "msg_1"
+
+
+@pytest.mark.parametrize("status", [301, 400, 410, 500, 503])
+async def test_non_2xx_answers_are_delivery_failures(status):
+    """Redirects are not followed; anything but 2xx is a delivery error."""
+    error = await send_through(
+        lambda request: httpx.Response(status, headers={"location": "https://x.test"})
     )
-    for text in (str(error), repr(handler)):
+    assert isinstance(error, WebhookDeliveryError)
+    assert error.status_code == status
+
+
+async def test_unreachable_receiver_is_a_delivery_error():
+    """A transport error becomes WebhookDeliveryError without a status."""
+
+    def refuse(request):
+        raise httpx.ConnectError("refused", request=request)
+
+    error = await send_through(refuse)
+    assert isinstance(error, WebhookDeliveryError)
+    assert error.status_code is None
+
+
+async def test_errors_and_reprs_never_show_the_urls_query():
+    """A token in the handler URL's query stays out of messages and reprs."""
+    url = "https://app.example.test/hooks?key=s3cret"
+    error = await send_through(lambda request: httpx.Response(500), url=url)
+    for text in (str(error), repr(WebhookEndpoint(url, secret=generate_secret()))):
         assert "s3cret" not in text
-        assert "pw" not in text
         assert "app.example.test/hooks" in text
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "ftp://x.test/",
+        "http:///nohost",
+        "file:///etc/passwd",
+        "http://app.example.test/hooks",  # plain http to another machine
+        "https://user:pw@app.example.test/",
+        "https://[::1/",
+    ],
+)
+def test_handler_urls_must_be_https_except_to_localhost(url):
+    """Issue 6 item 18: webhooks carry what people typed; http only to loopback."""
+    with pytest.raises(ConfigurationError):
+        check_url(url, what="a webhook URL")
+
+
+@pytest.mark.parametrize(
+    "url", ["http://127.0.0.1:9/hooks", "http://localhost/x", "http://[::1]:80/"]
+)
+def test_plain_http_to_this_machine_is_allowed(url):
+    """Loopback receivers (development, a sidecar) may use plain http."""
+    assert check_url(url, what="a webhook URL") == url
+
+
+# --- destinations -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "address",
+    [
+        "127.0.0.1",
+        "10.1.2.3",
+        "169.254.169.254",
+        "100.64.0.1",
+        "::1",
+        "fe80::1%eth0",
+        "fd00::1",
+        "::ffff:127.0.0.1",  # IPv4-mapped
+        "::ffff:10.0.0.1",
+        "::127.0.0.1",  # IPv4-compatible
+        "64:ff9b::a9fe:a9fe",  # NAT64 of 169.254.169.254
+        "64:ff9b:1::a9fe:a9fe",  # local-use NAT64
+        "2002:7f00:1::",  # 6to4 of 127.0.0.1
+        "2001:0:4136:e378:8000:63bf:80ff:fffe",  # Teredo client 127.0.0.1
+        "224.0.0.1",
+        "not an address",
+    ],
+)
+def test_addresses_that_reach_private_hosts_are_not_public(address):
+    """Issue 6 item 14: IPv6 forms that embed a private IPv4 are refused too."""
+    assert not is_public_address(address)
+
+
+@pytest.mark.parametrize(
+    "address", ["8.8.8.8", "2606:4700:4700::1111", "64:ff9b::808:808", "2002:808:808::"]
+)
+def test_public_addresses_are_allowed(address):
+    """Public IPv4, IPv6 and the NAT64/6to4 forms of public IPv4 pass."""
+    assert is_public_address(address)
+
+
+class _FakeStream(httpcore.AsyncNetworkStream):
+    def __init__(self, peer):
+        self.peer = peer
+        self.closed = False
+
+    async def read(self, max_bytes, timeout=None):  # pragma: no cover - unused
+        return b""
+
+    async def write(self, buffer, timeout=None):  # pragma: no cover - unused
+        return None
+
+    async def aclose(self):
+        self.closed = True
+
+    def get_extra_info(self, info):
+        return self.peer if info == "server_addr" else None
+
+
+class _FakeBackend(httpcore.AsyncNetworkBackend):
+    def __init__(self, peer):
+        self.peer = peer
+        self.hosts = []
+        self.stream = None
+
+    async def connect_tcp(self, host, port, *args, **kwargs):
+        self.hosts.append(host)
+        self.stream = _FakeStream(self.peer)
+        return self.stream
+
+    async def sleep(self, seconds):  # pragma: no cover - unused
+        return None
+
+
+def _resolve_to(monkeypatch, *addresses):
+    async def resolve(host, port, **kwargs):
+        return [(10 if ":" in a else 2, 1, 6, "", (a, port)) for a in addresses]
+
+    monkeypatch.setattr(guard.anyio, "getaddrinfo", resolve)
+
+
+async def test_connection_goes_to_the_checked_address_not_a_new_lookup(monkeypatch):
+    """Issue 6 item 14: the backend connects to the IP it checked (no rebinding)."""
+    _resolve_to(monkeypatch, "8.8.8.8")
+    inner = _FakeBackend(peer=("8.8.8.8", 443))
+    stream = await PublicOnlyBackend(inner).connect_tcp("app.example.test", 443)
+    assert stream is inner.stream
+    assert inner.hosts == ["8.8.8.8"]
+
+
+async def test_a_name_with_any_private_address_is_refused(monkeypatch):
+    """One private answer among public ones refuses the destination."""
+    _resolve_to(monkeypatch, "8.8.8.8", "10.0.0.5")
+    inner = _FakeBackend(peer=("8.8.8.8", 443))
+    with pytest.raises(DestinationRefusedError):
+        await PublicOnlyBackend(inner).connect_tcp("app.example.test", 443)
+    assert inner.hosts == []
+
+
+async def test_the_connected_peer_is_checked_again(monkeypatch):
+    """A connection whose peer turns out private is closed and refused."""
+    _resolve_to(monkeypatch, "8.8.8.8")
+    inner = _FakeBackend(peer=("127.0.0.1", 443))
+    with pytest.raises(DestinationRefusedError):
+        await PublicOnlyBackend(inner).connect_tcp("app.example.test", 443)
+    assert inner.stream.closed
+
+
+async def test_unix_sockets_are_never_destinations():
+    """The backend refuses local sockets outright."""
+    with pytest.raises(DestinationRefusedError):
+        await PublicOnlyBackend(_FakeBackend(peer=None)).connect_unix_socket("/x")
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "localhost", "[::1]"])
+async def test_real_client_refuses_loopback_before_sending(host):
+    """Issue 6 item 14: through the real transport, loopback is refused at connect."""
+    endpoint = WebhookEndpoint(f"http://{host}:9/hooks", secret=generate_secret())
+    async with httpx.AsyncClient(transport=PublicOnlyTransport()) as client:
+        with pytest.raises(WebhookDeliveryError, match="not a public address"):
+            await WebhookSender(client, clock=SystemClock()).send(
+                endpoint, event_type="t", message_id="m", data={}
+            )
+
+
+# --- the service's dispatcher -------------------------------------------------------
+
+
+async def test_link_used_webhook_verifies_and_keeps_its_id_on_retry(issuer):
+    """Issue 6 item 6: a failed use and the retry carry the same webhook-id."""
+    secret = generate_secret()
+    seen = []
+    statuses = [500, 204]
+
+    def receive(request):
+        seen.append(request)
+        return httpx.Response(statuses.pop(0))
+
+    action = Action(
+        name="invite",
+        ttl=timedelta(days=1),
+        handler_url=URL,
+        handler_secret=secret,
+    )
+    claims = issuer.mint(action.purpose, subject="user:42", data={"team": 7}).claims
+    async with httpx.AsyncClient(transport=httpx.MockTransport(receive)) as client:
+        dispatcher = ServiceDispatcher(clock=SystemClock(), client=lambda: client)
+        with pytest.raises(WebhookDeliveryError):
+            await dispatcher.use(action, claims, {"note": "hi"})
+        assert await dispatcher.use(action, claims, {"note": "hi"}) == 204
+    first, second = seen
+    assert first.headers["webhook-id"] == second.headers["webhook-id"]
+    assert first.headers["webhook-id"] == message_id_for("link.used", claims.token_id)
+    payload = Webhook(secret).verify(second.content, dict(second.headers))
+    assert payload["type"] == "link.used"
+    assert payload["data"]["sub"] == "user:42"
+    assert payload["data"]["form"] == {"note": "hi"}
+    assert payload["data"]["data"] == {"team": 7}
+    assert dispatcher.describe(action) == f"a webhook to {URL}"
+
+
+def test_dispatcher_refuses_a_handler_url_without_a_secret():
+    """A handler URL needs a whsec_ secret; the error names the action."""
+    dispatcher = ServiceDispatcher(clock=SystemClock(), client=lambda: None)
+    action = Action(name="invite", ttl=timedelta(days=1), handler_url=URL)
+    with pytest.raises(ConfigurationError, match="handler_secret"):
+        dispatcher.describe(action)

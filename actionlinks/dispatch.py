@@ -1,0 +1,158 @@
+"""The service's dispatcher: Python handlers, else signed webhooks to the app.
+
+An action with a Python ``handler`` runs it (library mode). An action with a
+``handler_url`` announces each use as a Standard Webhooks ``link.used`` event
+(and each renewed link as ``link.renewed``), through the HTTP client of the
+service that is open at that moment: nothing is bound at start-up, so a
+service opened, closed and opened again, or served by several apps, always
+sends with a live client.
+
+The ``webhook-id`` of a one-time link's use is derived from its ``jti``: the
+failed attempt and the person's retry carry the same id, so a receiver that did
+the work but answered late can de-duplicate.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from actionlinks.clock import format_instant
+from actionlinks.errors import ConfigurationError
+from actionlinks.webhooks import (
+    WebhookEndpoint,
+    WebhookSender,
+    message_id_for,
+    new_message_id,
+)
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Mapping
+
+    import httpx
+
+    from actionlinks.actions import Action, Link, Renewer
+    from actionlinks.clock import Clock
+    from actionlinks.tokens import ActionClaims
+
+LINK_USED = "link.used"
+LINK_RENEWED = "link.renewed"
+
+
+class ServiceDispatcher:
+    """Delivers uses and renewals for a service.
+
+    Args:
+        clock: stamps each webhook.
+        client: returns the open service's HTTP client (raises
+            ``ServiceClosedError`` when the service is closed).
+    """
+
+    __slots__ = ("_client", "_clock", "_endpoints")
+
+    def __init__(
+        self, *, clock: Clock, client: Callable[[], httpx.AsyncClient]
+    ) -> None:
+        """Remember how to reach the service's current HTTP client."""
+        self._clock = clock
+        self._client = client
+        self._endpoints: dict[tuple[str, str, str], WebhookEndpoint] = {}
+
+    def __repr__(self) -> str:
+        """Name the dispatcher."""
+        return "ServiceDispatcher()"
+
+    def endpoint(self, action: Action) -> WebhookEndpoint | None:
+        """The webhook endpoint of ``action``, or ``None`` without a handler URL.
+
+        Raises:
+            ConfigurationError: a handler URL without a valid secret, or not
+                https (http only to localhost).
+        """
+        if action.handler_url is None:
+            return None
+        key = (action.name, action.handler_url, action.handler_secret or "")
+        found = self._endpoints.get(key)
+        if found is None:
+            if action.handler_secret is None:
+                raise ConfigurationError(
+                    f"[actions.{action.name}] handler_url needs a handler_secret"
+                )
+            found = WebhookEndpoint(action.handler_url, secret=action.handler_secret)
+            self._endpoints[key] = found
+        return found
+
+    async def use(
+        self, action: Action, claims: ActionClaims, form: Mapping[str, str]
+    ) -> object:
+        """Run the Python handler, or announce the use to the handler URL.
+
+        Raises:
+            WebhookDeliveryError: the application did not answer 2xx.
+            ServiceClosedError: a webhook is due and the service is closed.
+        """
+        if action.handler is not None:
+            return await action.handler(claims, form)
+        endpoint = self.endpoint(action)
+        if endpoint is None:
+            return None
+        message_id = (
+            message_id_for(LINK_USED, claims.token_id)
+            if action.one_time
+            else new_message_id()  # each use of a multi-use link is its own event
+        )
+        return await self._sender().send(
+            endpoint,
+            event_type=LINK_USED,
+            message_id=message_id,
+            data={
+                "action": claims.action,
+                "sub": claims.subject,
+                "jti": claims.token_id,
+                "issued_at": format_instant(claims.issued_at),
+                "expires_at": format_instant(claims.expires_at),
+                "data": claims.data,
+                "form": dict(form),
+            },
+        )
+
+    def renewer(self, action: Action) -> Renewer | None:
+        """The action's ``renew``, else an announcement to its handler URL."""
+        if action.renew is not None:
+            return action.renew
+        endpoint = self.endpoint(action)
+        if endpoint is None:
+            return None
+
+        async def announce(link: Link) -> None:
+            await self._sender().send(
+                endpoint,
+                event_type=LINK_RENEWED,
+                message_id=message_id_for(LINK_RENEWED, link.claims.token_id),
+                data=_renewed(link),
+            )
+
+        return announce
+
+    def describe(self, action: Action) -> str | None:
+        """What a use of ``action`` does, or ``None`` when nothing happens."""
+        if action.handler is not None:
+            return "a Python handler"
+        endpoint = self.endpoint(action)
+        if endpoint is not None:
+            return f"a webhook to {endpoint.shown}"
+        if action.redirect is not None:
+            return "a redirect only"
+        return None
+
+    def _sender(self) -> WebhookSender:
+        return WebhookSender(self._client(), clock=self._clock)
+
+
+def _renewed(link: Link) -> dict[str, Any]:
+    return {
+        "action": link.claims.action,
+        "sub": link.claims.subject,
+        "jti": link.claims.token_id,
+        "url": link.url,
+        "expires_at": format_instant(link.claims.expires_at),
+    }

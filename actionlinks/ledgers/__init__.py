@@ -1,1 +1,0 @@
-"""Optional ledger backends; each lives in its own module."""

@@ -1,0 +1,576 @@
+"""The one path that mints, checks, redeems, renews and revokes links.
+
+:class:`ActionRegistry` holds the declared actions and drives every link through
+the same steps: verify, check revocation, consume atomically, dispatch, and
+release the use if dispatch fails. Steps that must finish once started (the
+consume, a release, the journal) are shielded from cancellation, so a request
+cancelled half-way never leaves a link spent without its handler having run.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any, NoReturn
+
+import anyio
+
+from actionlinks.actions import (
+    DEFAULT_ACTIONS,
+    LINK_PATH,
+    HandlerDispatcher,
+    Link,
+    Redemption,
+    validate_base_url,
+)
+from actionlinks.errors import (
+    HandlerError,
+    InvalidArgumentError,
+    LedgerUnavailableError,
+    NotRenewableError,
+    TokenAlreadyUsedError,
+    TokenError,
+    TokenRevokedError,
+)
+from actionlinks.ledger import ALL_ACTIONS
+from actionlinks.tokens import MAX_SUBJECT_LENGTH, check_text
+
+if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable, Iterable, Mapping
+
+    from actionlinks.actions import Action, Dispatcher, Renewer
+    from actionlinks.clock import Clock
+    from actionlinks.errors import TokenExpiredError
+    from actionlinks.keys import Algorithm
+    from actionlinks.ledger import Ledger
+    from actionlinks.links import LinkJournal
+    from actionlinks.tokens import ActionClaims, Purpose, TokenIssuer
+
+_log = logging.getLogger("actionlinks")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ExpiredLink:
+    """An authentic link that expired: what renewing it needs to know."""
+
+    action: str
+    subject: str
+    token_id: str
+    issued_at: datetime
+    expired_at: datetime
+
+    @classmethod
+    def from_error(cls, exc: TokenExpiredError) -> ExpiredLink | None:
+        """The expired link ``exc`` describes, if its signature was checked."""
+        if (
+            exc.action is None
+            or exc.subject is None
+            or exc.token_id is None
+            or exc.issued_at is None
+        ):
+            return None
+        return cls(
+            action=exc.action,
+            subject=exc.subject,
+            token_id=exc.token_id,
+            issued_at=exc.issued_at,
+            expired_at=exc.expired_at,
+        )
+
+
+RENEWAL_WINDOW = timedelta(days=7)
+"""How long after it expired a link may still be renewed (once)."""
+RETENTION = RENEWAL_WINDOW + timedelta(minutes=5)
+"""How long the ledger remembers a use or revocation after the link expired:
+until renewal can no longer be offered, so a used or revoked link never is."""
+
+
+class ActionRegistry:
+    """Declared actions, and the one path that mints and redeems their links.
+
+    Args:
+        issuer: mints and verifies the tokens.
+        ledger: records uses and revocations.
+        base_url: the public base URL every link is built from.
+        clock: the source of time.
+        actions: the declarations; :data:`DEFAULT_ACTIONS` when omitted.
+        journal: records each link's life (status); optional.
+        dispatcher: delivers uses and renewals; the actions' own Python
+            callables when omitted.
+    """
+
+    __slots__ = (
+        "_actions",
+        "_base_url",
+        "_clock",
+        "_dispatcher",
+        "_issuer",
+        "_journal",
+        "_ledger",
+        "_purposes",
+    )
+
+    def __init__(  # noqa: PLR0913 - all keyword-only collaborators
+        self,
+        issuer: TokenIssuer,
+        *,
+        ledger: Ledger,
+        base_url: str,
+        clock: Clock,
+        actions: Iterable[Action] = DEFAULT_ACTIONS,
+        journal: LinkJournal | None = None,
+        dispatcher: Dispatcher | None = None,
+    ) -> None:
+        """Register the actions."""
+        self._issuer = issuer
+        self._ledger = ledger
+        self._base_url = validate_base_url(base_url)
+        self._clock = clock
+        self._journal = journal
+        self._dispatcher: Dispatcher = dispatcher or HandlerDispatcher()
+        self._actions: dict[str, Action] = {}
+        self._purposes: dict[str, Purpose] = {}
+        for action in actions:
+            self.declare(action)
+
+    def __repr__(self) -> str:
+        """List the action names."""
+        return f"ActionRegistry(actions={sorted(self._actions)!r})"
+
+    @property
+    def actions(self) -> Mapping[str, Action]:
+        """The declared actions by name."""
+        return self._actions
+
+    @property
+    def base_url(self) -> str:
+        """The public base URL of every link."""
+        return self._base_url
+
+    @property
+    def issuer(self) -> TokenIssuer:
+        """The token issuer."""
+        return self._issuer
+
+    @property
+    def dispatcher(self) -> Dispatcher:
+        """What delivers uses and renewals."""
+        return self._dispatcher
+
+    def declare(self, action: Action) -> None:
+        """Declare ``action``, replacing one of the same name."""
+        self._actions[action.name] = action
+        self._purposes[action.name] = action.purpose
+
+    def get(self, name: str) -> Action:
+        """The action called ``name``.
+
+        Raises:
+            InvalidArgumentError: no such action (``field`` is ``action``).
+        """
+        action = self._actions.get(name)
+        if action is None:
+            known = ", ".join(sorted(self._actions))
+            raise InvalidArgumentError(
+                f"unknown action {name[:64]!r}; known: {known}", field="action"
+            )
+        return action
+
+    def link_url(self, token: str) -> str:
+        """The public URL of the link carrying ``token``."""
+        return f"{self._base_url}{LINK_PATH}{token}"
+
+    async def mint(  # noqa: PLR0913 - the optional parts of a link, keyword-only
+        self,
+        name: str,
+        *,
+        subject: str,
+        ttl: timedelta | None = None,
+        data: Mapping[str, Any] | None = None,
+        state: str | bytes | None = None,
+        algorithm: Algorithm | None = None,
+    ) -> Link:
+        """Mint a link for action ``name``.
+
+        When the action revokes previous links, every earlier link of the
+        subject for this action is revoked, to the microsecond: the new one
+        is the only one that works.
+
+        Args:
+            name: the action.
+            subject: who the link is for.
+            ttl: its lifetime (the action's default when omitted).
+            data: small app data carried in the token.
+            state: the subject's current state fingerprint; only for actions
+                with a ``current_state`` provider, which redemption asks.
+            algorithm: the signing algorithm (HS256 by default).
+
+        Raises:
+            InvalidArgumentError: unknown action or a bad argument (``field``).
+            LedgerUnavailableError: revoking previous links failed.
+        """
+        action = self.get(name)
+        if state is not None and action.current_state is None:
+            raise InvalidArgumentError(
+                f"{action.name} has no current_state provider, so nothing could "
+                "check a state fingerprint: the link would never work",
+                field="state",
+            )
+        minted = self._issuer.mint(
+            action.purpose,
+            subject=subject,
+            ttl=ttl,
+            data=data,
+            state=state,
+            algorithm=algorithm,
+        )
+        if action.revokes_previous:
+            before = minted.claims.issued_at
+            await self._ledger.revoke_subject(
+                subject,
+                action=action.name,
+                before=before,
+                until=before + action.purpose.max_ttl + RETENTION,
+            )
+            await self._note(
+                lambda j: j.revoked_subject(subject, action=action.name, before=before)
+            )
+        await self._note(lambda j: j.issued(minted.claims))
+        return Link(
+            url=self.link_url(minted.token), token=minted.token, claims=minted.claims
+        )
+
+    def verify(
+        self,
+        token: str | bytes,
+        *,
+        action: str | None = None,
+        state: str | bytes | None = None,
+        ignore_state: bool = False,
+    ) -> ActionClaims:
+        """Verify a token's signature, lifetime and purpose (no ledger).
+
+        Raises:
+            TokenError: the token is rejected (see ``TokenIssuer.verify``).
+            InvalidArgumentError: ``action`` is not declared.
+        """
+        purpose = self._purposes if action is None else self.get(action).purpose
+        return self._issuer.verify(
+            token, purpose, state=state, ignore_state=ignore_state
+        )
+
+    async def check(
+        self,
+        token: str | bytes,
+        *,
+        action: str | None = None,
+        state: str | bytes | None = None,
+        ignore_state: bool = False,
+        view: bool = False,
+    ) -> ActionClaims:
+        """Verify a token and that it is neither used nor revoked; consume nothing.
+
+        Args:
+            token: the token from the link.
+            action: the action it must be for (any declared one when omitted).
+            state: the subject's current state fingerprint.
+            ignore_state: skip the state check (inspection only).
+            view: record that a person viewed the link (and record rejections).
+
+        Raises:
+            TokenError: rejected, revoked or already used.
+            LedgerUnavailableError: the ledger failed.
+        """
+        claims: ActionClaims | None = None
+        try:
+            if ignore_state:
+                claims = self.verify(token, action=action, ignore_state=True)
+            else:
+                claims = await self._verify_with_state(token, action, state)
+            entry = await self._ledger.standing(
+                claims.token_id,
+                subject=claims.subject,
+                action=claims.action,
+                issued_at=claims.issued_at,
+            )
+            if entry is not None:
+                self._raise_for_entry(claims, entry.state, entry.at)
+        except TokenError as exc:
+            if view:
+                await self._rejected(exc, claims)
+            raise
+        if view:
+            await self._note(lambda j: j.viewed(claims.token_id))
+        return claims
+
+    async def redeem(
+        self,
+        token: str | bytes,
+        *,
+        action: str | None = None,
+        form: Mapping[str, str] | None = None,
+        state: str | bytes | None = None,
+    ) -> Redemption:
+        """Verify, consume and dispatch.
+
+        Exactly one of any number of concurrent redemptions of a one-time token
+        succeeds. If dispatch fails or is cancelled, the use is released so the
+        person can try again (a revocation that came meanwhile stays). The
+        consume and the release are shielded from cancellation.
+
+        Args:
+            token: the token from the link.
+            action: the action it must be for (any declared one when omitted).
+            form: the fields the person posted.
+            state: the subject's current state fingerprint; asked of the
+                action's ``current_state`` when omitted.
+
+        Raises:
+            TokenError: rejected, revoked, or already used.
+            LedgerUnavailableError: the ledger failed; nothing was consumed.
+            HandlerError: dispatch failed; ``released`` tells whether the use
+                was undone.
+        """
+        claims: ActionClaims | None = None
+        try:
+            claims = await self._verify_with_state(token, action, state)
+            declared = self.get(claims.action)
+            await self._check_revocation(claims)
+            await self._take(declared, claims)
+        except TokenError as exc:
+            await self._rejected(exc, claims)
+            raise
+        try:
+            result = await self._dispatcher.use(declared, claims, form or {})
+        except BaseException as exc:
+            released = await self._undo(declared, claims)
+            if isinstance(exc, Exception):
+                _log.warning(
+                    "dispatch of %s failed for link %s; use %s",
+                    declared.name,
+                    claims.token_id,
+                    "released" if released else "NOT released",
+                    exc_info=exc,
+                )
+                raise HandlerError(
+                    f"the {declared.name} handler failed", released=released
+                ) from exc
+            raise
+        with anyio.CancelScope(shield=True):
+            await self._note(lambda j: j.used(claims.token_id))
+        return Redemption(claims=claims, result=result)
+
+    async def _verify_with_state(
+        self, token: str | bytes, action: str | None, state: str | bytes | None
+    ) -> ActionClaims:
+        claims = self.verify(token, action=action, ignore_state=True)
+        declared = self.get(claims.action)
+        if not (claims.is_state_bound or declared.binds_state):
+            return claims
+        if state is None and declared.current_state is not None:
+            state = await declared.current_state(claims.subject)
+        return self.verify(token, action=claims.action, state=state)
+
+    async def _take(self, action: Action, claims: ActionClaims) -> None:
+        if not action.one_time:
+            entry = await self._ledger.lookup(claims.token_id)
+            if entry is not None and entry.state == "revoked":
+                self._raise_for_entry(claims, entry.state, entry.at)
+            return
+        # Shielded: once the statement ran, its answer must reach us, or a
+        # cancelled request would leave the link spent with nothing done.
+        with anyio.CancelScope(shield=True):
+            took = await self._ledger.consume(
+                claims.token_id, expires_at=claims.expires_at + RETENTION
+            )
+        if not took:
+            entry = await self._ledger.lookup(claims.token_id)
+            if entry is None:
+                self._raise_for_entry(claims, "used", None)
+            self._raise_for_entry(claims, entry.state, entry.at)
+
+    async def _undo(self, action: Action, claims: ActionClaims) -> bool:
+        """Release a one-time use after a failed dispatch; whether it worked."""
+        if not action.one_time:
+            return True
+        with anyio.CancelScope(shield=True):
+            try:
+                await self._ledger.release(claims.token_id)
+            except LedgerUnavailableError as exc:
+                _log.error(
+                    "could not release link %s after its handler failed; it "
+                    "stays used: %s",
+                    claims.token_id,
+                    exc,
+                )
+                return False
+            await self._note(lambda j: j.released(claims.token_id))
+        return True
+
+    async def _check_revocation(self, claims: ActionClaims) -> None:
+        if await self._ledger.is_subject_revoked(
+            claims.subject, action=claims.action, issued_at=claims.issued_at
+        ):
+            raise TokenRevokedError("the link was revoked", token_id=claims.token_id)
+
+    @staticmethod
+    def _raise_for_entry(
+        claims: ActionClaims, state: str, at: datetime | None
+    ) -> NoReturn:
+        if state == "revoked":
+            raise TokenRevokedError("the link was revoked", token_id=claims.token_id)
+        when = "" if at is None else f" at {at.astimezone(UTC).isoformat()}"
+        raise TokenAlreadyUsedError(
+            f"the link was already used{when}", token_id=claims.token_id, used_at=at
+        )
+
+    # --- renewal of expired links ---------------------------------------------
+
+    def renewer(self, action: str) -> Renewer | None:
+        """What delivers a renewed link of ``action``, if anything can."""
+        declared = self._actions.get(action)
+        return None if declared is None else self._dispatcher.renewer(declared)
+
+    async def is_renewable(self, expired: ExpiredLink) -> bool:
+        """Whether a person may ask for a new link in place of ``expired``.
+
+        Only for a link that expired less than :data:`RENEWAL_WINDOW` ago, was
+        never used, never revoked (by id or subject) and never renewed, of an
+        action that can deliver a new link.
+
+        Raises:
+            LedgerUnavailableError: the ledger failed.
+        """
+        try:
+            await self._check_renewable(expired)
+        except NotRenewableError:
+            return False
+        return True
+
+    async def _check_renewable(self, expired: ExpiredLink) -> Renewer:
+        renewer = self.renewer(expired.action)
+        if renewer is None:
+            raise NotRenewableError("the action cannot deliver a new link")
+        if self._clock.now() >= expired.expired_at + RENEWAL_WINDOW:
+            raise NotRenewableError("the link expired too long ago")
+        entry = await self._ledger.standing(
+            expired.token_id,
+            subject=expired.subject,
+            action=expired.action,
+            issued_at=expired.issued_at,
+        )
+        if entry is not None:
+            raise NotRenewableError(f"the link was {entry.state}")
+        if await self._ledger.lookup(_renewal_key(expired.token_id)) is not None:
+            raise NotRenewableError("the link was renewed already")
+        return renewer
+
+    async def renew(self, expired: ExpiredLink) -> Link:
+        """Mint a new link in place of ``expired`` and deliver it, at most once.
+
+        Raises:
+            NotRenewableError: see :meth:`is_renewable`; also when a concurrent
+                request renewed it first.
+            LedgerUnavailableError: the ledger failed.
+            HandlerError: delivery failed; the renewal may be asked again.
+        """
+        renewer = await self._check_renewable(expired)
+        marker = _renewal_key(expired.token_id)
+        with anyio.CancelScope(shield=True):
+            taken = await self._ledger.consume(
+                marker, expires_at=expired.expired_at + RETENTION
+            )
+        if not taken:
+            raise NotRenewableError("the link was renewed already")
+        link: Link | None = None
+        try:
+            link = await self.mint(expired.action, subject=expired.subject)
+            await renewer(link)
+        except BaseException as exc:
+            with anyio.CancelScope(shield=True):
+                await self._forget_renewal(marker, link)
+            if isinstance(exc, Exception):
+                _log.warning(
+                    "could not deliver a renewed %s link", expired.action, exc_info=exc
+                )
+                raise HandlerError(
+                    f"delivering a new {expired.action} link failed"
+                ) from exc
+            raise
+        return link
+
+    async def _forget_renewal(self, marker: str, link: Link | None) -> None:
+        try:
+            await self._ledger.release(marker)
+            if link is not None:
+                await self.revoke(link.claims.token_id)
+        except LedgerUnavailableError as exc:
+            _log.error("could not undo a failed renewal: %s", exc)
+
+    # --- journal ----------------------------------------------------------------
+
+    async def record_rejection(self, exc: TokenError) -> None:
+        """Record a rejection found outside :meth:`check` and :meth:`redeem`."""
+        await self._rejected(exc, None)
+
+    async def _rejected(self, exc: TokenError, claims: ActionClaims | None) -> None:
+        token_id = getattr(exc, "token_id", None)
+        if token_id is None and claims is not None:
+            token_id = claims.token_id
+        _log.info("link rejected (%s): %s", exc.code, exc)
+        await self._note(lambda j: j.rejected(token_id=token_id, reason=exc.code))
+
+    async def _note(self, record: Callable[[LinkJournal], Awaitable[None]]) -> None:
+        if self._journal is None:
+            return
+        try:
+            await record(self._journal)
+        except LedgerUnavailableError as exc:
+            _log.warning("could not record a link event: %s", exc)
+
+    # --- revocation ---------------------------------------------------------------
+
+    def _longest_life(self, action: str | None) -> timedelta:
+        if action is not None:
+            return self.get(action).purpose.max_ttl
+        return max(a.purpose.max_ttl for a in self._actions.values())
+
+    async def revoke(self, token_id: str) -> None:
+        """Revoke one link by its token id (never an access token's).
+
+        Raises:
+            InvalidArgumentError: not a token id.
+            LedgerUnavailableError: the ledger failed.
+        """
+        check_text(token_id, "the token id", field="jti", limit=64)
+        if ":" in token_id:
+            raise InvalidArgumentError("not a link's token id", field="jti")
+        until = self._clock.now() + self._longest_life(None) + RETENTION
+        await self._ledger.revoke(token_id, expires_at=until)
+        await self._note(lambda j: j.revoked(token_id))
+
+    async def revoke_subject(self, subject: str, *, action: str | None = None) -> None:
+        """Revoke every link of ``subject`` (of one action) issued before now.
+
+        Links minted after this call returns are not affected, however soon.
+
+        Raises:
+            InvalidArgumentError: a bad subject, or ``action`` is not declared.
+            LedgerUnavailableError: the ledger failed.
+        """
+        check_text(subject, "the subject", field="sub", limit=MAX_SUBJECT_LENGTH)
+        now = self._clock.now()
+        await self._ledger.revoke_subject(
+            subject,
+            action=ALL_ACTIONS if action is None else action,
+            before=now,
+            until=now + self._longest_life(action) + RETENTION,
+        )
+        await self._note(
+            lambda j: j.revoked_subject(subject, action=action, before=now)
+        )
+
+
+def _renewal_key(token_id: str) -> str:
+    return f"renew:{token_id}"

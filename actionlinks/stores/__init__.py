@@ -1,0 +1,85 @@
+"""Storage backends, one seam: a :class:`Store` is chosen by its URL's scheme.
+
+A store owns the one-time-use ledger (:class:`~actionlinks.ledger.Ledger`), the
+link status store (:class:`~actionlinks.links.LinkStore`), its connections, its
+schema and its health. ``sqlite:///path`` (the embedded default) and
+``memory://`` (tests) are here; PostgreSQL and Redis come next, behind the same
+protocol and the same contract suites.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Protocol
+
+from actionlinks.errors import ConfigurationError
+from actionlinks.stores.memory import MemoryStore
+from actionlinks.stores.sqlite import SqliteStore
+
+if TYPE_CHECKING:
+    from actionlinks.clock import Clock
+    from actionlinks.ledger import Ledger
+    from actionlinks.links import LinkStore
+
+__all__ = ["MemoryStore", "SqliteStore", "Store", "store_from_url"]
+
+
+class Store(Protocol):
+    """Where a service keeps its state.
+
+    Build one unconnected; :meth:`connect` and :meth:`migrate` when the service
+    opens, :meth:`aclose` when it closes (after which it may connect again).
+    """
+
+    @property
+    def ledger(self) -> Ledger:
+        """The one-time-use ledger."""
+        ...
+
+    @property
+    def links(self) -> LinkStore:
+        """The link status store."""
+        ...
+
+    async def connect(self) -> None:
+        """Open connections (a no-op when open)."""
+        ...
+
+    async def migrate(self) -> int:
+        """Bring the schema up to date; the schema version."""
+        ...
+
+    async def check_health(self) -> None:
+        """Return when the store answers; raise ``LedgerUnavailableError``."""
+        ...
+
+    async def aclose(self) -> None:
+        """Write what is pending and close the connections."""
+        ...
+
+
+SCHEMES = ("sqlite:///", "memory://")
+"""The database URL schemes this version opens."""
+
+
+def store_from_url(url: str, *, clock: Clock) -> Store:
+    """The store named by ``url`` (``ACTIONLINKS_DATABASE_URL``), not connected.
+
+    Raises:
+        ConfigurationError: a scheme this version does not support.
+    """
+    if url.startswith("sqlite:///"):
+        path = url.removeprefix("sqlite:///")
+        if not path:
+            raise ConfigurationError("ACTIONLINKS_DATABASE_URL needs a file path")
+        return SqliteStore(Path(path), clock=clock)
+    if url == "memory://":
+        return MemoryStore(clock=clock)
+    if url.startswith(("postgresql://", "postgres://")):
+        raise ConfigurationError(
+            "this version stores everything in SQLite; PostgreSQL support "
+            "(ACTIONLINKS_DATABASE_URL=postgresql://…) is not there yet"
+        )
+    raise ConfigurationError(
+        "ACTIONLINKS_DATABASE_URL must be sqlite:///path or memory://"
+    )

@@ -1,0 +1,223 @@
+"""The embedded SQLite database: one file in WAL mode, shared by every process.
+
+Writes run in autocommit mode in a worker thread, behind one lock, because they
+may wait for another process's write lock. Reads run inline on a second,
+read-only connection: in WAL mode a reader never waits for a writer, and a
+worker-thread round trip (about 80 µs here) costs ten times the query, so the
+event loop is held for a few microseconds, never for a lock. Failures become
+:class:`~actionlinks.errors.LedgerUnavailableError`; use before :meth:`connect`
+or after :meth:`aclose` is a :class:`~actionlinks.errors.ServiceClosedError`.
+
+The file is created with mode 0600: it holds who was sent which link.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import threading
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import anyio.to_thread
+
+from actionlinks.errors import LedgerUnavailableError, ServiceClosedError
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterator, Sequence
+    from pathlib import Path
+
+T = TypeVar("T")
+Row = tuple[Any, ...]
+
+_BUSY_TIMEOUT_MS = 15_000
+_READ_BUSY_TIMEOUT_MS = 1_000
+
+
+def statements(script: str) -> Iterator[str]:
+    """The complete SQL statements of ``script``, one by one."""
+    pending = ""
+    for line in script.splitlines(keepends=True):
+        pending += line
+        if sqlite3.complete_statement(pending):
+            yield pending.strip()
+            pending = ""
+    if pending.strip():
+        yield pending.strip()
+
+
+def _check_version(found: int, known: int) -> None:
+    if found > known:
+        raise LedgerUnavailableError(
+            f"the database has schema version {found}, newer than this "
+            f"actionlinks knows ({known}); upgrade actionlinks"
+        )
+
+
+class SqliteDatabase:
+    """A SQLite file used from async code, opened by :meth:`connect`.
+
+    Args:
+        path: the database file (created, mode 0600, if absent).
+    """
+
+    __slots__ = ("_lock", "_path", "_reader", "_writer")
+
+    def __init__(self, path: Path) -> None:
+        """Remember the file; nothing is opened yet."""
+        self._path = path
+        self._lock = threading.Lock()
+        self._writer: sqlite3.Connection | None = None
+        self._reader: sqlite3.Connection | None = None
+
+    def __repr__(self) -> str:
+        """Name the file."""
+        return f"SqliteDatabase({str(self._path)!r})"
+
+    @property
+    def is_connected(self) -> bool:
+        """Whether :meth:`connect` opened the file and it is not closed."""
+        return self._writer is not None
+
+    async def connect(self) -> None:
+        """Open the file in WAL mode (in a worker thread); a no-op when open.
+
+        Raises:
+            LedgerUnavailableError: the file cannot be opened as a database.
+        """
+        await anyio.to_thread.run_sync(self._connect)
+
+    def _connect(self) -> None:
+        with self._lock:
+            if self._writer is not None:
+                return
+            try:
+                # Created private: the file says who was sent which link.
+                os.close(os.open(self._path, os.O_RDWR | os.O_CREAT, 0o600))
+                writer = sqlite3.connect(
+                    self._path,
+                    timeout=_BUSY_TIMEOUT_MS / 1000,
+                    isolation_level=None,
+                    check_same_thread=False,
+                )
+                writer.execute(f"PRAGMA busy_timeout = {_BUSY_TIMEOUT_MS}")
+                writer.execute("PRAGMA journal_mode = WAL")
+                writer.execute("PRAGMA synchronous = NORMAL")
+                reader = sqlite3.connect(
+                    self._path,
+                    timeout=_READ_BUSY_TIMEOUT_MS / 1000,
+                    isolation_level=None,
+                    check_same_thread=False,  # sqlite3.threadsafety is 3: serialized
+                )
+                reader.execute("PRAGMA query_only = ON")
+            except (OSError, sqlite3.Error) as exc:
+                raise LedgerUnavailableError(
+                    f"cannot open the database {self._path}: {exc}"
+                ) from exc
+            self._writer, self._reader = writer, reader
+
+    async def aclose(self) -> None:
+        """Close both connections (in a worker thread); a no-op when closed."""
+        await anyio.to_thread.run_sync(self.close)
+
+    def close(self) -> None:
+        """Close both connections."""
+        with self._lock:
+            writer, reader = self._writer, self._reader
+            self._writer = self._reader = None
+            if writer is not None:
+                writer.close()
+            if reader is not None:
+                reader.close()
+
+    def _closed(self) -> ServiceClosedError:
+        return ServiceClosedError(
+            f"the database {self._path.name} is not open: open the service first "
+            "(async with service, e.g. in your app's lifespan)"
+        )
+
+    async def migrate(self, steps: Sequence[str]) -> int:
+        """Apply the schema steps the file lacks, in one write transaction.
+
+        ``steps[n]`` brings the schema from version ``n`` to ``n + 1``; the
+        version is SQLite's ``user_version``. Processes that start together
+        serialise on the write lock, and the later ones find nothing to do.
+
+        Returns:
+            The schema version now.
+
+        Raises:
+            LedgerUnavailableError: a step failed (nothing of it is kept), or
+                the file comes from a newer actionlinks.
+        """
+
+        def migrate(connection: sqlite3.Connection) -> int:
+            connection.execute("BEGIN IMMEDIATE")
+            try:
+                (version,) = connection.execute("PRAGMA user_version").fetchone()
+                _check_version(version, len(steps))
+                for number in range(version, len(steps)):
+                    for statement in statements(steps[number]):
+                        connection.execute(statement)
+                connection.execute(f"PRAGMA user_version = {len(steps)}")
+            except BaseException:
+                connection.execute("ROLLBACK")
+                raise
+            connection.execute("COMMIT")
+            return len(steps)
+
+        return await self.run(migrate)
+
+    async def run(self, work: Callable[[sqlite3.Connection], T]) -> T:
+        """Run ``work`` with the write connection in a worker thread.
+
+        Raises:
+            LedgerUnavailableError: SQLite failed.
+            ServiceClosedError: the database is not open.
+        """
+
+        def locked() -> T:
+            with self._lock:
+                if self._writer is None:
+                    raise self._closed()
+                return work(self._writer)
+
+        try:
+            return await anyio.to_thread.run_sync(locked)
+        except sqlite3.Error as exc:
+            raise LedgerUnavailableError(f"the database failed: {exc}") from exc
+
+    async def execute(self, sql: str, parameters: tuple[Any, ...] = ()) -> int:
+        """Run one statement; the number of rows it changed."""
+        return await self.run(lambda c: c.execute(sql, parameters).rowcount)
+
+    async def fetchone(self, sql: str, parameters: tuple[Any, ...] = ()) -> Row | None:
+        """The first row of a read-only query, or ``None``, read inline.
+
+        Raises:
+            LedgerUnavailableError: SQLite failed.
+            ServiceClosedError: the database is not open.
+        """
+        reader = self._reader
+        if reader is None:
+            raise self._closed()
+        try:
+            row: Row | None = reader.execute(sql, parameters).fetchone()
+        except sqlite3.Error as exc:
+            raise LedgerUnavailableError(f"the database failed: {exc}") from exc
+        return row
+
+    async def fetchall(self, sql: str, parameters: tuple[Any, ...] = ()) -> list[Row]:
+        """All rows of a read-only query, read inline.
+
+        Raises:
+            LedgerUnavailableError: SQLite failed.
+            ServiceClosedError: the database is not open.
+        """
+        reader = self._reader
+        if reader is None:
+            raise self._closed()
+        try:
+            rows: list[Row] = reader.execute(sql, parameters).fetchall()
+        except sqlite3.Error as exc:
+            raise LedgerUnavailableError(f"the database failed: {exc}") from exc
+        return rows

@@ -1,0 +1,173 @@
+"""The embedded default ledger, in the SQLite database.
+
+``consume`` is one ``INSERT … ON CONFLICT DO NOTHING`` in autocommit mode, so it
+is atomic across threads and across every process that opens the file. Instants
+are integer microseconds since the epoch, so that a revocation and a mint in the
+same second are still told apart.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING
+
+from actionlinks.ledger import PURGE_EVERY, LedgerEntry
+
+if TYPE_CHECKING:
+    import sqlite3
+
+    from actionlinks.clock import Clock
+    from actionlinks.stores.sqlite_db import SqliteDatabase
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def micros(instant: datetime) -> int:
+    """``instant`` as integer microseconds since the epoch."""
+    return (instant - _EPOCH) // timedelta(microseconds=1)
+
+
+def instant(value: int) -> datetime:
+    """Integer microseconds since the epoch as an aware UTC datetime."""
+    return _EPOCH + timedelta(microseconds=value)
+
+
+class SqliteLedger:
+    """A ledger in the SQLite database, shared by every process that opens it.
+
+    Args:
+        database: the database (its owner connects, migrates and closes it).
+        clock: stamps uses and drives purging of expired entries.
+    """
+
+    __slots__ = ("_clock", "_database", "_last_purge")
+
+    def __init__(self, database: SqliteDatabase, *, clock: Clock) -> None:
+        """Use the ledger tables of ``database``."""
+        self._database = database
+        self._clock = clock
+        self._last_purge = datetime.min.replace(tzinfo=UTC)
+
+    def __repr__(self) -> str:
+        """Name the database."""
+        return f"SqliteLedger({self._database!r})"
+
+    async def consume(self, token_id: str, *, expires_at: datetime) -> bool:
+        """Mark ``token_id`` used; ``True`` only for the first caller anywhere."""
+        now = self._clock.now()
+        await self._purge(now)
+        inserted = await self._database.execute(
+            "INSERT INTO ledger_entries (token_id, state, at_us, expires_us) "
+            "VALUES (?, 'used', ?, ?) ON CONFLICT (token_id) DO NOTHING",
+            (token_id, micros(now), micros(expires_at)),
+        )
+        return inserted == 1
+
+    async def release(self, token_id: str) -> None:
+        """Forget a use, or turn it into the revocation that came meanwhile."""
+
+        def release(connection: sqlite3.Connection) -> None:
+            # Two statements, each atomic; between them the row is still 'used',
+            # which is what it was: nobody else can consume it meanwhile.
+            connection.execute(
+                "DELETE FROM ledger_entries WHERE token_id = ? AND state = 'used' "
+                "AND revoked_us IS NULL",
+                (token_id,),
+            )
+            connection.execute(
+                "UPDATE ledger_entries SET state = 'revoked', at_us = revoked_us "
+                "WHERE token_id = ? AND state = 'used' AND revoked_us IS NOT NULL",
+                (token_id,),
+            )
+
+        await self._database.run(release)
+
+    async def lookup(self, token_id: str) -> LedgerEntry | None:
+        """The entry for ``token_id``, if any."""
+        row = await self._database.fetchone(
+            "SELECT state, at_us, expires_us FROM ledger_entries WHERE token_id = ?",
+            (token_id,),
+        )
+        if row is None:
+            return None
+        return _entry(token_id, *row)
+
+    async def revoke(self, token_id: str, *, expires_at: datetime) -> None:
+        """Revoke ``token_id``; a used one stays used, and revoked if released."""
+        now = micros(self._clock.now())
+        await self._database.execute(
+            "INSERT INTO ledger_entries (token_id, state, at_us, expires_us) "
+            "VALUES (?, 'revoked', ?, ?) ON CONFLICT (token_id) DO UPDATE SET "
+            "revoked_us = coalesce(revoked_us, excluded.at_us), "
+            "expires_us = max(expires_us, excluded.expires_us) "
+            "WHERE state = 'used'",
+            (token_id, now, micros(expires_at)),
+        )
+
+    async def revoke_subject(
+        self, subject: str, *, action: str, before: datetime, until: datetime
+    ) -> None:
+        """Revoke the subject's tokens issued before ``before``."""
+        await self._database.execute(
+            "INSERT INTO subject_revocations (subject, action, before_us, until_us) "
+            "VALUES (?, ?, ?, ?) ON CONFLICT (subject, action) DO UPDATE SET "
+            "before_us = max(before_us, excluded.before_us), "
+            "until_us = max(until_us, excluded.until_us)",
+            (subject, action, micros(before), micros(until)),
+        )
+
+    async def is_subject_revoked(
+        self, subject: str, *, action: str, issued_at: datetime
+    ) -> bool:
+        """Whether a revocation of the subject covers this token."""
+        row = await self._database.fetchone(
+            "SELECT 1 FROM subject_revocations WHERE subject = ? "
+            "AND action IN (?, '') AND before_us > ? LIMIT 1",
+            (subject, action, micros(issued_at)),
+        )
+        return row is not None
+
+    async def standing(
+        self, token_id: str, *, subject: str, action: str, issued_at: datetime
+    ) -> LedgerEntry | None:
+        """The token's own entry, else its subject's revocation, in one query."""
+        row = await self._database.fetchone(
+            "SELECT e.state, e.at_us, e.expires_us, (SELECT max(before_us) "
+            "FROM subject_revocations WHERE subject = ? AND action IN (?, '') "
+            "AND before_us > ?) FROM (SELECT 1) "
+            "LEFT JOIN ledger_entries AS e ON e.token_id = ?",
+            (subject, action, micros(issued_at), token_id),
+        )
+        if row is None:  # pragma: no cover - the query always yields one row
+            return None
+        state, at, expires_at, revoked_before = row
+        if state is not None:
+            return _entry(token_id, state, at, expires_at)
+        if revoked_before is None:
+            return None
+        return _entry(token_id, "revoked", revoked_before, revoked_before)
+
+    async def _purge(self, now: datetime) -> None:
+        if now - self._last_purge < PURGE_EVERY:
+            return
+        self._last_purge = now
+
+        def purge(connection: sqlite3.Connection) -> None:
+            stamp = micros(now)
+            connection.execute(
+                "DELETE FROM ledger_entries WHERE expires_us < ?", (stamp,)
+            )
+            connection.execute(
+                "DELETE FROM subject_revocations WHERE until_us < ?", (stamp,)
+            )
+
+        await self._database.run(purge)
+
+
+def _entry(token_id: str, state: str, at: int, expires_at: int) -> LedgerEntry:
+    return LedgerEntry(
+        token_id=token_id,
+        state="revoked" if state == "revoked" else "used",
+        at=instant(at),
+        expires_at=instant(expires_at),
+    )

@@ -1,0 +1,208 @@
+"""Where webhooks may go: public addresses only, checked on the connection itself.
+
+A destination is refused when any address its host resolves to is not public:
+private, loopback, link-local, shared, reserved, multicast, or an IPv6 form that
+carries such an IPv4 address (IPv4-mapped, IPv4-compatible, NAT64, 6to4,
+Teredo). The check runs inside the HTTP client's connect step, on the very
+addresses it connects to, and the connected peer is checked again: a DNS answer
+that changes between a check and the connection (rebinding) gains nothing.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import socket
+from typing import TYPE_CHECKING
+from urllib.parse import urlsplit
+
+import anyio
+import httpcore
+import httpx
+
+from actionlinks.errors import ConfigurationError
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable
+
+    from httpcore import AsyncNetworkStream
+
+_NAT64 = ipaddress.IPv6Network("64:ff9b::/96")
+_LOCAL_NAT64 = ipaddress.IPv6Network("64:ff9b:1::/48")  # RFC 8215: local use
+_IPV4_COMPATIBLE = ipaddress.IPv6Network("::/96")
+_LOOPBACK_NAMES = frozenset({"localhost", "localhost.localdomain"})
+
+
+def is_public_address(address: str) -> bool:
+    """Whether ``address`` (IPv4 or IPv6 text) is a public unicast address."""
+    try:
+        ip = ipaddress.ip_address(address.split("%", 1)[0])
+    except ValueError:
+        return False
+    if isinstance(ip, ipaddress.IPv6Address):
+        embedded = _embedded_ipv4(ip)
+        if embedded is not None:
+            return embedded.is_global and not embedded.is_multicast
+        if ip in _IPV4_COMPATIBLE or ip in _LOCAL_NAT64:
+            return False  # ::a.b.c.d (deprecated) and local NAT64 reach IPv4 hosts
+    return ip.is_global and not ip.is_multicast
+
+
+def _embedded_ipv4(ip: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
+    if ip.ipv4_mapped is not None:
+        return ip.ipv4_mapped
+    if ip in _NAT64:
+        return ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
+    if ip.sixtofour is not None:
+        return ip.sixtofour
+    if ip.teredo is not None:
+        return ip.teredo[1]
+    return None
+
+
+def is_loopback_host(host: str) -> bool:
+    """Whether ``host`` names this machine (``localhost``, 127.0.0.0/8, ``::1``)."""
+    if host.lower() in _LOOPBACK_NAMES:
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def check_url(url: str, *, what: str) -> str:
+    """Return ``url`` if it is an absolute ``https`` URL (``http`` only to loopback).
+
+    Webhooks carry what people typed (a new password): plain HTTP is allowed
+    only to this machine.
+
+    Raises:
+        ConfigurationError: another scheme, no host, credentials, or plain
+            ``http`` to another machine.
+    """
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - validates the port
+    except ValueError as exc:
+        raise ConfigurationError(f"{what} is not a valid URL") from exc
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ConfigurationError(f"{what} must be an https:// URL")
+    if parts.username or parts.password:
+        raise ConfigurationError(f"{what} must not carry credentials")
+    if parts.scheme == "http" and not is_loopback_host(parts.hostname):
+        raise ConfigurationError(
+            f"{what} must be https:// (plain http only to localhost): "
+            "webhooks carry what people typed"
+        )
+    return url
+
+
+class DestinationRefusedError(httpcore.ConnectError):
+    """A webhook destination resolved to, or connected to, a non-public address."""
+
+
+async def _resolve(host: str, port: int) -> list[str]:
+    try:
+        found = await anyio.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except (OSError, UnicodeError) as exc:
+        raise httpcore.ConnectError(f"cannot resolve {host[:64]!r}") from exc
+    addresses: list[str] = []
+    for family, _, _, _, sockaddr in found:
+        if family in (socket.AF_INET, socket.AF_INET6):
+            address = str(sockaddr[0])
+            if address not in addresses:
+                addresses.append(address)
+    return addresses
+
+
+class PublicOnlyBackend(httpcore.AsyncNetworkBackend):
+    """An httpcore network backend that connects to public addresses only.
+
+    Args:
+        inner: the backend that makes the connections.
+    """
+
+    def __init__(self, inner: httpcore.AsyncNetworkBackend | None = None) -> None:
+        """Wrap ``inner`` (anyio's backend by default)."""
+        self._inner = inner or httpcore.AnyIOBackend()
+
+    async def connect_tcp(
+        self,
+        host: str,
+        port: int,
+        timeout: float | None = None,  # noqa: ASYNC109 - httpcore's signature
+        local_address: str | None = None,
+        socket_options: Iterable[httpcore.SOCKET_OPTION] | None = None,
+    ) -> AsyncNetworkStream:
+        """Resolve ``host``, refuse it unless every address is public, connect.
+
+        Raises:
+            DestinationRefusedError: a non-public address.
+            httpcore.ConnectError: no address answered.
+        """
+        addresses = await _resolve(host, port)
+        if not addresses or not all(is_public_address(a) for a in addresses):
+            raise DestinationRefusedError("the destination is not a public address")
+        failure: Exception | None = None
+        for address in addresses:
+            try:
+                stream = await self._inner.connect_tcp(
+                    address, port, timeout, local_address, socket_options
+                )
+            except httpcore.ConnectError as exc:
+                failure = exc
+                continue
+            peer = stream.get_extra_info("server_addr")
+            if not (peer and is_public_address(str(peer[0]))):
+                await stream.aclose()
+                raise DestinationRefusedError("connected to a non-public address")
+            return stream
+        raise httpcore.ConnectError("no address of the destination answered") from (
+            failure
+        )
+
+    async def connect_unix_socket(
+        self,
+        path: str,  # noqa: ARG002 - httpcore's signature
+        timeout: float | None = None,  # noqa: ARG002, ASYNC109 - httpcore's signature
+        socket_options: Iterable[httpcore.SOCKET_OPTION] | None = None,  # noqa: ARG002
+    ) -> AsyncNetworkStream:
+        """Never: a webhook does not go to a local socket.
+
+        Raises:
+            DestinationRefusedError: always.
+        """
+        raise DestinationRefusedError("unix sockets are not webhook destinations")
+
+    async def sleep(self, seconds: float) -> None:
+        """Sleep as the inner backend does."""
+        await self._inner.sleep(seconds)
+
+
+class PublicOnlyTransport(httpx.AsyncHTTPTransport):
+    """httpx's transport, connecting through :class:`PublicOnlyBackend`.
+
+    httpx does not take a network backend, so the connection pool it built is
+    replaced by an equal one with the checking backend (tested: a private
+    destination is refused at connect time).
+    """
+
+    def __init__(self, *, max_connections: int = 100) -> None:
+        """Build the pool; no proxies (they would be what is checked)."""
+        super().__init__(trust_env=False)
+        self._pool = httpcore.AsyncConnectionPool(
+            ssl_context=httpx.create_ssl_context(trust_env=False),
+            max_connections=max_connections,
+            max_keepalive_connections=20,
+            keepalive_expiry=5.0,
+            network_backend=PublicOnlyBackend(),
+        )
+
+
+def is_refused_destination(exc: BaseException) -> bool:
+    """Whether ``exc`` (an httpx error) comes from a refused destination."""
+    cause: BaseException | None = exc
+    while cause is not None:
+        if isinstance(cause, DestinationRefusedError):
+            return True
+        cause = cause.__cause__
+    return False

@@ -1,0 +1,130 @@
+"""Sending one signed webhook: Standard Webhooks headers over the exact body.
+
+:class:`WebhookEndpoint` is a destination and its secret (validated, shown
+without query or credentials); :class:`WebhookSender` posts one event to one
+endpoint with the client it is given and answers with the receiver's 2xx
+status, or raises. Durable delivery with retries is the outbox's job.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
+
+import httpx
+
+from actionlinks.clock import format_instant
+from actionlinks.errors import WebhookDeliveryError
+from actionlinks.webhooks.guard import check_url, is_refused_destination
+from actionlinks.webhooks.signing import secret_bytes, signature_headers
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+    from actionlinks.clock import Clock
+
+TIMEOUT = httpx.Timeout(10.0, connect=5.0)
+
+
+class WebhookEndpoint:
+    """A webhook destination and the key that signs for it.
+
+    Args:
+        url: where to POST (https, or http to localhost).
+        secret: the endpoint's ``whsec_`` secret.
+
+    Raises:
+        ConfigurationError: a malformed URL or secret.
+    """
+
+    __slots__ = ("_key", "shown", "url")
+
+    def __init__(self, url: str, *, secret: str) -> None:
+        """Check the URL and the secret."""
+        self.url = check_url(url, what="a webhook URL")
+        parts = urlsplit(url)
+        # Messages and reprs never show a query or credentials: they may hold secrets.
+        self.shown = f"{parts.scheme}://{parts.hostname}{parts.path}"
+        self._key = secret_bytes(secret)
+
+    def __repr__(self) -> str:
+        """Show where it posts, never the secret or the URL's query."""
+        return f"WebhookEndpoint({self.shown!r})"
+
+    def headers(
+        self, *, message_id: str, timestamp: int, body: bytes
+    ) -> dict[str, str]:
+        """The signature headers of one attempt."""
+        return signature_headers(
+            self._key, message_id=message_id, timestamp=timestamp, body=body
+        )
+
+
+class WebhookSender:
+    """Posts signed events with an HTTP client it does not own.
+
+    Args:
+        client: the HTTP client (its owner closes it).
+        clock: stamps each attempt.
+    """
+
+    __slots__ = ("_client", "_clock")
+
+    def __init__(self, client: httpx.AsyncClient, *, clock: Clock) -> None:
+        """Use ``client``."""
+        self._client = client
+        self._clock = clock
+
+    def __repr__(self) -> str:
+        """Name the sender."""
+        return "WebhookSender()"
+
+    async def send(
+        self,
+        endpoint: WebhookEndpoint,
+        *,
+        event_type: str,
+        message_id: str,
+        data: Mapping[str, Any],
+    ) -> int:
+        """POST one signed event; the receiver's 2xx status code.
+
+        Raises:
+            WebhookDeliveryError: no 2xx answer, no answer, or a destination
+                that is not a public address (``status_code`` is ``None``).
+        """
+        now = self._clock.now()
+        body = json.dumps(
+            {"type": event_type, "timestamp": format_instant(now), "data": dict(data)},
+            separators=(",", ":"),
+        ).encode()
+        headers = endpoint.headers(
+            message_id=message_id, timestamp=int(now.timestamp()), body=body
+        )
+        headers["content-type"] = "application/json"
+        try:
+            response = await self._client.post(
+                endpoint.url,
+                content=body,
+                headers=headers,
+                timeout=TIMEOUT,
+                follow_redirects=False,
+            )
+        except httpx.HTTPError as exc:
+            reason = (
+                "is not a public address; set ACTIONLINKS_WEBHOOK_ALLOW_PRIVATE=1 "
+                "to allow it"
+                if is_refused_destination(exc)
+                else "did not answer"
+            )
+            raise WebhookDeliveryError(
+                f"the webhook receiver at {endpoint.shown} {reason}", status_code=None
+            ) from exc
+        if not response.is_success:
+            raise WebhookDeliveryError(
+                f"the webhook receiver at {endpoint.shown} answered "
+                f"{response.status_code}",
+                status_code=response.status_code,
+            )
+        return response.status_code
