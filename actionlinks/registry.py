@@ -29,6 +29,7 @@ from actionlinks.errors import (
     InvalidArgumentError,
     LedgerUnavailableError,
     NotRenewableError,
+    ServiceClosedError,
     TokenAlreadyUsedError,
     TokenError,
     TokenRevokedError,
@@ -526,6 +527,8 @@ class ActionRegistry:
             return
         try:
             await record(self._journal)
+        except ServiceClosedError:
+            raise  # a programming error, not an outage to ride out
         except LedgerUnavailableError as exc:
             _log.warning("could not record a link event: %s", exc)
 

@@ -191,7 +191,8 @@ def _numeric_date(claims: Mapping[str, Any], name: str) -> int:
 
 
 def _instant(seconds: int, microseconds: int = 0) -> datetime:
-    return _EPOCH + timedelta(seconds=seconds, microseconds=microseconds)
+    moment = datetime.fromtimestamp(seconds, UTC)
+    return moment.replace(microsecond=microseconds) if microseconds else moment
 
 
 def _sub_second(claims: Mapping[str, Any]) -> int:

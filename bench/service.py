@@ -197,8 +197,7 @@ async def _mint(env: dict[str, str], count: int) -> list[tuple[str, str]]:
     from actionlinks.web import LinkSite
 
     settings = Settings.from_env(env)
-    service = Service.open(settings, clock=SystemClock())
-    try:
+    async with Service(settings, clock=SystemClock(), log_warnings=False) as service:
         site = LinkSite(service, metrics=Metrics())
         result = []
         for _ in range(count):
@@ -207,8 +206,6 @@ async def _mint(env: dict[str, str], count: int) -> list[tuple[str, str]]:
             )
             result.append((link.token, site.nonce_for(link.claims.token_id)))
         return result
-    finally:
-        service.close()
 
 
 if __name__ == "__main__":

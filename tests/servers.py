@@ -46,17 +46,20 @@ class ServeProcess:
     """`actionlinks serve` in a subprocess, stopped by ``stop()``."""
 
     def __init__(
-        self, home: Path, *, workers: int = 1, env: dict[str, str] | None = None
+        self,
+        home: Path,
+        *,
+        workers: int = 1,
+        env: dict[str, str] | None = None,
+        base_url: bool = True,
     ):
         self.home = home
         self.port = free_port()
         self.base_url = f"http://127.0.0.1:{self.port}"
         self.log = home / "serve.log"
-        self.env = clean_env(
-            ACTIONLINKS_HOME=str(home),
-            ACTIONLINKS_BASE_URL=self.base_url,
-            **(env or {}),
-        )
+        self.env = clean_env(ACTIONLINKS_HOME=str(home), **(env or {}))
+        if base_url:
+            self.env["ACTIONLINKS_BASE_URL"] = self.base_url
         with self.log.open("wb") as log:
             self.process = subprocess.Popen(
                 [
@@ -118,6 +121,7 @@ class Receiver:
     secret: str
     statuses: list[int] = field(default_factory=list)
     events: list[dict] = field(default_factory=list)
+    attempts: list[tuple[str, int]] = field(default_factory=list)
     port: int = field(default_factory=free_port)
 
     @property
@@ -128,6 +132,7 @@ class Receiver:
         body = await request.body()
         payload = Webhook(self.secret).verify(body, dict(request.headers))
         status = self.statuses.pop(0) if self.statuses else 204
+        self.attempts.append((request.headers["webhook-id"], status))
         if 200 <= status < 300:
             self.events.append(payload)
         return Response(status_code=status)

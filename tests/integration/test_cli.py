@@ -277,3 +277,127 @@ def test_secrets_never_reach_the_output(home):
     for result in outputs:
         for secret in secrets:
             assert secret not in result.stdout + result.stderr
+
+
+# --- issue 6: bounded input, private files, sub-second revocation -------------------
+
+
+def one_line_exit_2(result):
+    assert result.returncode == 2, (result.stdout, result.stderr)
+    assert "Traceback" not in result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert lines[-1].startswith("actionlinks: error:"), lines
+    assert len([line for line in lines if "error" in line]) == 1
+    return lines[-1]
+
+
+@pytest.mark.parametrize(
+    ("args", "env"),
+    [
+        (["mint", "invite", "--sub", "u", "--ttl", "999999999w"], {}),
+        (["mint", "invite", "--sub", "u", "--data", "[" * 3000 + "]" * 3000], {}),
+        (
+            [
+                "mint",
+                "invite",
+                "--sub",
+                "u",
+                "--data",
+                '{"a":' * 3000 + "1" + "}" * 3000,
+            ],
+            {},
+        ),
+        (["mint", "invite", "--sub", "u"], {"ACTIONLINKS_BASE_URL": "http://["}),
+        (
+            ["mint", "invite", "--sub", "u"],
+            {"ACTIONLINKS_WEBHOOK_RETRY_SCHEDULE": "0," + "9" * 30},
+        ),
+        (["mint", "invite", "--sub", "u"], {"ACTIONLINKS_LEEWAY": "thirty"}),
+        (["mint", "invite", "--sub", "u"], {"ACTIONLINKS_LEEWAY": "\u00b2"}),
+        (["tokens", "issue", "--scope", "links:read", "--ttl", "99999999999d"], {}),
+    ],
+)
+def test_hostile_arguments_are_one_line_and_exit_2(home, args, env):
+    """Item 8: overflows, deep nesting and broken URLs never print a traceback."""
+    one_line_exit_2(run(home, *args, env=env))
+
+
+def test_a_closed_pipe_ends_the_command_silently(home):
+    """Item 8: `keys list --json | head -c1` prints one byte and no traceback."""
+    command = f"{SCRIPT} keys list --json | head -c1"
+    result = subprocess.run(
+        ["bash", "-o", "pipefail", "-c", command],
+        env={**os.environ, "ACTIONLINKS_HOME": str(home)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.stdout == "["
+    assert result.stderr == ""
+
+
+def test_verify_json_reports_a_rejection_as_json(home):
+    """Item 18: verify --json prints JSON on stdout for a rejected link, exit 1."""
+    result = run(home, "verify", "not.a.token", "--json")
+    assert result.returncode == 1
+    report = json.loads(result.stdout)
+    assert report["valid"] is False
+    assert report["error"] == "malformed"
+
+
+def test_init_creates_a_private_config_and_warns_when_it_is_not(tmp_path):
+    """Item 9: actionlinks.toml is 0600 under umask 022; a readable one warns."""
+    result = subprocess.run(
+        ["bash", "-c", f"umask 022 && {SCRIPT} init"],
+        env={**os.environ, "ACTIONLINKS_HOME": str(tmp_path)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    config = tmp_path / "actionlinks.toml"
+    assert stat.S_IMODE(config.stat().st_mode) == 0o600
+    config.chmod(0o644)
+    warned = run(tmp_path, "mint", "invite", "--sub", "u")
+    assert warned.returncode == 0
+    assert "actionlinks.toml is readable by others" in warned.stderr
+    assert "chmod 600" in warned.stderr
+
+
+def test_init_records_the_issuer_so_a_new_base_url_keeps_tokens_valid(tmp_path):
+    """Item 16: changing the base URL later does not invalidate access tokens."""
+    ok(run(tmp_path, "init", "--base-url", "https://old.example"))
+    token = ok(run(tmp_path, "tokens", "issue", "--scope", "links:read")).strip()
+    link = ok(run(tmp_path, "mint", "invite", "--sub", "u")).strip()
+    moved = {"ACTIONLINKS_BASE_URL": "https://new.example"}
+    assert ok(run(tmp_path, "mint", "invite", "--sub", "u", env=moved)).startswith(
+        "https://new.example/a/"
+    )
+    ok(run(tmp_path, "verify", link, env=moved))
+    payload = jwt.decode(token, options={"verify_signature": False})
+    assert payload["iss"] == "https://old.example"
+
+
+def test_revoke_then_mint_at_once_gives_a_live_link(home):
+    """Item 1: revoke --sub S, then at once mint for S: the new link works."""
+    ok(run(home, "revoke", "--sub", "user:7"))
+    url = ok(run(home, "mint", "invite", "--sub", "user:7")).strip()
+    assert "valid: invite for user:7" in ok(run(home, "verify", url))
+
+
+def test_mint_then_revoke_at_once_kills_the_link(home):
+    """Item 1, the other order: a link minted just before the revocation dies."""
+    url = ok(run(home, "mint", "invite", "--sub", "user:8")).strip()
+    ok(run(home, "revoke", "--sub", "user:8"))
+    assert "revoked" in rejected(run(home, "verify", url))
+
+
+def test_status_says_when_an_action_does_nothing(home):
+    """Item 15: status notes that a built-in action has no handler."""
+    minted = json.loads(ok(run(home, "mint", "invite", "--sub", "u", "--json")))
+    out = ok(run(home, "status", minted["jti"]))
+    assert "invite has no handler, handler_url or redirect" in out
+    report = json.loads(ok(run(home, "status", minted["jti"], "--json")))
+    assert report["dispatch"] is None

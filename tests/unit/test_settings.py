@@ -178,3 +178,72 @@ def test_postgresql_is_refused_with_a_clear_message_until_it_arrives(tmp_path):
     settings = Settings(home=tmp_path, database_url="postgresql://localhost/test")
     with pytest.raises(ConfigurationError, match="PostgreSQL support"):
         store_from_url(settings.database_url, clock=SystemClock())
+
+
+def test_toml_ttl_beyond_the_actions_maximum_is_refused(tmp_path):
+    """Issue 6 item 18: a ttl over the built-in max_ttl is refused at load."""
+    (tmp_path / "actionlinks.toml").write_text("[actions.password-reset]\nttl = '5h'\n")
+    with pytest.raises(ConfigurationError, match="beyond the action's maximum"):
+        Settings.from_env({"ACTIONLINKS_HOME": str(tmp_path)})
+
+
+def test_redirect_origins_may_be_a_toml_list(tmp_path):
+    """Issue 6 item 18: a TOML list works; entries must be bare origins."""
+    (tmp_path / "actionlinks.toml").write_text(
+        'redirect_origins = ["https://a.example", "https://b.example:8443/"]\n'
+    )
+    settings = Settings.from_env({"ACTIONLINKS_HOME": str(tmp_path)})
+    assert settings.redirect_origins == ("https://a.example", "https://b.example:8443")
+    (tmp_path / "actionlinks.toml").write_text(
+        'redirect_origins = ["https://a.example/path"]\n'
+    )
+    with pytest.raises(ConfigurationError, match="scheme://host"):
+        Settings.from_env({"ACTIONLINKS_HOME": str(tmp_path)})
+
+
+@pytest.mark.parametrize(
+    ("name", "suggestion"),
+    [
+        ("ACTIONLINKS_BASEURL", "ACTIONLINKS_BASE_URL"),
+        ("ACTIONLINKS_WEBHOOK_ALLOW_PRIVAT", "ACTIONLINKS_WEBHOOK_ALLOW_PRIVATE"),
+        ("ACTIONLINKS_REDIRECT_ORIGIN", "ACTIONLINKS_REDIRECT_ORIGINS"),
+    ],
+)
+def test_misspelt_variables_name_the_nearest_one(tmp_path, name, suggestion):
+    """Issue 6 item 18: the error names the variable and suggests the nearest."""
+    with pytest.raises(ConfigurationError) as caught:
+        Settings.from_env({"ACTIONLINKS_HOME": str(tmp_path), name: "x"})
+    assert name in str(caught.value)
+    assert f"did you mean {suggestion}?" in str(caught.value)
+
+
+def test_misspelt_config_keys_name_the_nearest_one(tmp_path):
+    """The same help for a key of actionlinks.toml."""
+    (tmp_path / "actionlinks.toml").write_text('base_ur = "https://x.example"\n')
+    with pytest.raises(ConfigurationError, match="did you mean base_url"):
+        Settings.from_env({"ACTIONLINKS_HOME": str(tmp_path)})
+
+
+@pytest.mark.parametrize(
+    "toml",
+    [
+        "[actions.invite]\nbinds_state = true\n",
+        "[actions.invite]\nttl = 5\none_time = 'yes'\n",
+        "leeway = 'thirty'\n",
+        "webhook_allow_private = 'maybe'\n",
+        "webhook_retry_schedule = [1, 99999999999]\n",
+    ],
+)
+def test_values_nothing_could_honour_are_refused(tmp_path, toml):
+    """State binding without code, non-boolean flags, overflowing schedules."""
+    (tmp_path / "actionlinks.toml").write_text(toml)
+    with pytest.raises(ConfigurationError):
+        Settings.from_env({"ACTIONLINKS_HOME": str(tmp_path)})
+
+
+def test_keys_file_may_live_elsewhere(tmp_path):
+    """ACTIONLINKS_KEYS_FILE names the keys file (a mounted secret, say)."""
+    settings = Settings.from_env(
+        {"ACTIONLINKS_HOME": str(tmp_path), "ACTIONLINKS_KEYS_FILE": "/run/keys.json"}
+    )
+    assert str(settings.keys_path) == "/run/keys.json"

@@ -780,3 +780,147 @@ def test_every_error_of_the_tree_has_an_outcome():
             assert status == 502
         else:
             assert 400 <= status < 500, cls
+
+
+# --- issue 6: trust before growth -----------------------------------------------------
+
+
+async def test_every_invalid_link_gets_the_same_answer(service, client):
+    """Item 11: one generic 400, HTML and JSON alike; the reason goes elsewhere."""
+    link = await mint(service)
+    revoked = await mint(service, sub="v")
+    await service.registry.revoke(revoked.claims.token_id)
+    key = service.keys.signing_key("HS256")
+    tokens = [*rejection_cases(link.token, key).values(), revoked.token]
+    pages, bodies = set(), set()
+    for token in tokens:
+        page = client.get(f"/a/{token}")
+        if page.status_code != 400:
+            assert page.status_code == 414 or page.status_code < 500
+            continue
+        pages.add(page.text)
+        bodies.add(client.get(f"/a/{token}", headers=JSON_ACCEPT).text)
+    assert len(pages) == 1
+    assert bodies == {'{"status":"error","error":"invalid_link"}'}
+    status = await service.links.status(revoked.claims.token_id)
+    assert [a.reason for a in status.rejected] == ["revoked"]
+
+
+JSON_ACCEPT = {"Accept": "application/json"}
+
+
+@pytest.mark.parametrize(
+    "ttl", [10**20, "999999999w", -1, 0, "0s", 3650 * 86400 + 1, 1.5, True]
+)
+def test_api_ttl_out_of_range_is_422_naming_ttl(client, writer, ttl):
+    """Item 8: huge, negative and zero lifetimes are 422 field ttl, never 500."""
+    response = client.post(
+        "/v1/links",
+        json={"action": "invite", "sub": "u", "ttl": ttl},
+        headers=bearer(writer),
+    )
+    assert response.status_code == 422
+    assert response.json()["field"] == "ttl"
+
+
+def test_api_refuses_a_state_nothing_could_check(client, writer):
+    """Item 12: a state fingerprint for a service-mode action is 422 field state."""
+    response = client.post(
+        "/v1/links",
+        json={"action": "password-reset", "sub": "u", "state": "hash"},
+        headers=bearer(writer),
+    )
+    assert response.status_code == 422
+    assert response.json()["field"] == "state"
+
+
+def test_api_error_fields_come_from_the_error_not_its_message(tmp_path, clock):
+    """Item 21: an action called metadata-sync does not make every error 'data'."""
+    (tmp_path / "actionlinks.toml").write_text("[actions.metadata-sync]\nttl = '1h'\n")
+    settings = Settings.from_env({"ACTIONLINKS_HOME": str(tmp_path)})
+    initialize(settings, clock=clock)
+    service = Service(settings, clock=clock)
+    token = service.access.issue(["links:write"]).token
+    cases = [
+        ({"ttl": "2h"}, "ttl"),
+        ({"state": "s"}, "state"),
+        ({"sub": "a\u0000b"}, "sub"),
+        ({"data": {"x": "y" * 2000}}, "data"),
+    ]
+    with TestClient(create_app(service)) as client:
+        for extra, field in cases:
+            body = {"action": "metadata-sync", "sub": "u", **extra}
+            response = client.post("/v1/links", json=body, headers=bearer(token))
+            assert (response.status_code, response.json()["field"]) == (422, field)
+
+
+async def test_revoking_by_jti_never_reaches_an_access_token(service, client, writer):
+    """Item 13: a links:write token cannot revoke an access token through links."""
+    victim = service.access.issue(["links:read"])
+    response = client.post(
+        "/v1/links/revoke",
+        json={"jti": victim.claims.token_id},
+        headers=bearer(writer),
+    )
+    assert response.status_code == 200
+    still = client.get("/v1/links/unknown", headers=bearer(victim.token))
+    assert still.status_code == 404
+    assert (
+        client.post(
+            "/v1/links/revoke",
+            json={"jti": f"access:{victim.claims.token_id}"},
+            headers=bearer(writer),
+        ).json()["field"]
+        == "jti"
+    )
+
+
+def test_revoke_then_mint_at_once_gives_a_live_link_through_the_api(
+    service, client, writer, clock
+):
+    """Item 1: revoke a subject, mint 300 ms later in the same second: it works."""
+    clock.advance(timedelta(milliseconds=100))
+    revoke = client.post(
+        "/v1/links/revoke", json={"sub": "ada"}, headers=bearer(writer)
+    )
+    assert revoke.status_code == 200
+    clock.advance(timedelta(milliseconds=300))
+    minted = client.post(
+        "/v1/links", json={"action": "invite", "sub": "ada"}, headers=bearer(writer)
+    ).json()
+    assert client.get(f"/a/{minted['token']}").status_code == 200
+    clock.advance(timedelta(milliseconds=300))
+    client.post("/v1/links/revoke", json={"sub": "ada"}, headers=bearer(writer))
+    assert client.get(f"/a/{minted['token']}").status_code == 400
+
+
+def test_handler_failure_that_could_not_release_does_not_say_nothing_was_used(
+    tmp_path, clock
+):
+    """Item 7: if the release fails too, the page does not promise a retry."""
+    from actionlinks.errors import LedgerUnavailableError
+    from actionlinks.ledger import MemoryLedger
+    from actionlinks.stores import MemoryStore
+
+    class CannotRelease(MemoryLedger):
+        async def release(self, token_id):
+            raise LedgerUnavailableError("disk full")
+
+    async def broken(claims, form):
+        raise RuntimeError("the app is down")
+
+    settings = Settings(home=tmp_path, base_url=BASE)
+    initialize(settings, clock=clock)
+    store = MemoryStore(clock=clock)
+    store._ledger = CannotRelease(clock=clock)
+    service = Service(settings, clock=clock, store=store)
+    service.registry.declare(
+        Action(name="invite", ttl=timedelta(days=1), handler=broken)
+    )
+    with TestClient(create_app(service)) as client:
+        link = client.portal.call(lambda: mint(service, "invite"))
+        nonce = nonce_of(client.get(path(link)))
+        response = client.post(path(link), data={"nonce": nonce})
+    assert response.status_code == 502
+    assert "not used up" not in response.text
+    assert "may be used up" in response.text

@@ -1,0 +1,100 @@
+"""The README's library-mode snippet, run as written under a real uvicorn
+(issue 6, items 4 and 19): Python handlers and handler_url webhooks both work
+from a mounted app whose lifespan opens the service."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+from servers import SCRIPT, Receiver, clean_env, free_port
+
+from actionlinks.webhooks import generate_secret
+
+pytestmark = pytest.mark.integration
+
+README = Path(__file__).resolve().parents[2] / "README.md"
+
+
+def library_snippet() -> str:
+    text = README.read_text()
+    section = text.split("### Library mode", 1)[1]
+    return re.search(r"```python\n(.*?)```", section, re.DOTALL).group(1)
+
+
+def wait_until_up(url, process, log):
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(log.read_text())
+        try:
+            httpx.get(url, timeout=1)
+        except httpx.HTTPError:
+            time.sleep(0.1)
+        else:
+            return
+    raise RuntimeError(log.read_text())
+
+
+def test_readme_library_mode_runs_as_written(tmp_path):
+    """The snippet serves links under /links; both kinds of handler run."""
+    (tmp_path / "app.py").write_text(library_snippet())
+    port = free_port()
+    base = f"http://127.0.0.1:{port}/links"
+    env = clean_env(
+        ACTIONLINKS_HOME=str(tmp_path),
+        ACTIONLINKS_BASE_URL=base,
+        ACTIONLINKS_WEBHOOK_ALLOW_PRIVATE="1",
+    )
+    subprocess.run([str(SCRIPT), "init"], env=env, check=True, capture_output=True)
+    secret = generate_secret()
+    with Receiver(secret) as receiver:
+        with (tmp_path / "actionlinks.toml").open("a") as config:
+            config.write(
+                f'[actions.invite]\nhandler_url = "{receiver.url}"\n'
+                f'handler_secret = "{secret}"\n'
+            )
+        log = tmp_path / "uvicorn.log"
+        with log.open("wb") as output:
+            server = subprocess.Popen(
+                [sys.executable, "-m", "uvicorn", "app:app", "--port", str(port)],
+                cwd=tmp_path,
+                env=env,
+                stdout=output,
+                stderr=subprocess.STDOUT,
+            )
+        try:
+            wait_until_up(f"{base}/healthz", server, log)
+            with httpx.Client(timeout=20) as client:
+                url = client.post(
+                    f"http://127.0.0.1:{port}/signup",
+                    params={"email": "ada@example.com"},
+                ).text
+                assert url.startswith(f"{base}/a/")
+                confirmed = confirm(client, url)
+                invite = subprocess.run(
+                    [str(SCRIPT), "mint", "invite", "--sub", "grace"],
+                    env=env,
+                    check=True,
+                    capture_output=True,
+                    text=True,
+                ).stdout.strip()
+                invited = confirm(client, invite)
+        finally:
+            server.terminate()
+            server.wait(timeout=20)
+    output = log.read_text()
+    assert (confirmed, invited) == (200, 200), output
+    assert "confirmed ada@example.com" in output
+    assert [e["data"]["sub"] for e in receiver.events] == ["grace"]
+    assert "Traceback" not in output
+
+
+def confirm(client, url):
+    page = client.get(url, headers={"Accept": "application/json"}).json()
+    return client.post(url, data={"nonce": page["nonce"]}).status_code

@@ -1,0 +1,173 @@
+"""Renewing expired links (issue 6, item 2): only a link never used and never
+revoked, at most once, ever; through the web app and the registry."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from starlette.testclient import TestClient
+
+from actionlinks.actions import Action
+from actionlinks.errors import NotRenewableError
+from actionlinks.home import initialize
+from actionlinks.registry import RENEWAL_WINDOW, ExpiredLink
+from actionlinks.service import Service
+from actionlinks.settings import Settings
+from actionlinks.stores import MemoryStore
+from actionlinks.web import create_app
+
+BASE = "https://links.example.test"
+JSON = {"Accept": "application/json"}
+
+
+@pytest.fixture
+def delivered():
+    return []
+
+
+@pytest.fixture
+def service(tmp_path, clock, delivered):
+    settings = Settings(home=tmp_path, base_url=BASE)
+    initialize(settings, clock=clock)
+    service = Service(settings, clock=clock, store=MemoryStore(clock=clock))
+
+    async def renew(link):
+        delivered.append(link)
+
+    for name, ttl in (
+        ("magic-signin", timedelta(minutes=15)),
+        ("invite", timedelta(days=1)),
+    ):
+        service.registry.declare(Action(name=name, ttl=ttl, renew=renew))
+    return service
+
+
+@pytest.fixture
+def client(service):
+    with TestClient(create_app(service)) as client:
+        yield client
+
+
+def mint(client, service, action="magic-signin", sub="a@example.test"):
+    return client.portal.call(lambda: service.registry.mint(action, subject=sub))
+
+
+def path(link):
+    return link.url.removeprefix(BASE)
+
+
+def offer(client, link):
+    """The renewal offer on the expired link's page, or None."""
+    body = client.get(path(link), headers=JSON).json()
+    assert body["error"] == "expired"
+    return body.get("renewal")
+
+
+def use(client, link):
+    nonce = client.get(path(link), headers=JSON).json()["nonce"]
+    assert client.post(path(link), data={"nonce": nonce}).status_code == 200
+
+
+def test_an_unused_expired_link_is_renewed_once(client, service, clock, delivered):
+    """The baseline: expired, never used → one new link, then no more offers."""
+    link = mint(client, service)
+    clock.advance(timedelta(minutes=20))
+    renewal = offer(client, link)
+    assert client.post("/renew", data={"renewal": renewal}).status_code == 200
+    assert [d.claims.subject for d in delivered] == ["a@example.test"]
+    assert offer(client, link) is None
+
+
+def test_a_used_link_is_never_renewed(client, service, clock, delivered):
+    """Used, then expired: no offer, even long after the use left memory."""
+    link = mint(client, service, "invite")
+    use(client, link)
+    clock.advance(timedelta(days=1, minutes=10))
+    assert offer(client, link) is None
+    assert delivered == []
+
+
+def test_a_revoked_link_is_never_renewed(client, service, clock, delivered):
+    """Revoked by id, then expired: no offer."""
+    link = mint(client, service)
+    client.portal.call(lambda: service.registry.revoke(link.claims.token_id))
+    clock.advance(timedelta(minutes=20))
+    assert offer(client, link) is None
+
+
+def test_a_link_of_a_revoked_subject_is_never_renewed(client, service, clock):
+    """The subject's links revoked (account closed), then expired: no offer."""
+    link = mint(client, service)
+    clock.advance(timedelta(seconds=1))
+    client.portal.call(lambda: service.registry.revoke_subject("a@example.test"))
+    clock.advance(timedelta(minutes=20))
+    assert offer(client, link) is None
+
+
+def test_an_offer_is_checked_again_when_posted(client, service, clock, delivered):
+    """An offer taken before the subject was revoked no longer renews."""
+    link = mint(client, service)
+    clock.advance(timedelta(minutes=20))
+    renewal = offer(client, link)
+    client.portal.call(lambda: service.registry.revoke_subject("a@example.test"))
+    response = client.post("/renew", data={"renewal": renewal}, headers=JSON)
+    assert response.status_code == 409
+    assert response.json() == {"status": "error", "error": "not_renewable"}
+    assert delivered == []
+
+
+def test_one_old_link_does_not_renew_again_the_next_day(
+    client, service, clock, delivered
+):
+    """The renewal marker outlives the offer: days later, still no second link."""
+    link = mint(client, service)
+    clock.advance(timedelta(minutes=20))
+    assert (
+        client.post("/renew", data={"renewal": offer(client, link)}).status_code == 200
+    )
+    for _ in range(3):
+        clock.advance(timedelta(days=2))
+        assert offer(client, link) is None
+    assert len(delivered) == 1
+
+
+def test_renewal_ends_with_the_window(client, service, clock):
+    """A link that expired longer ago than the renewal window is not renewed."""
+    link = mint(client, service)
+    clock.advance(RENEWAL_WINDOW + timedelta(minutes=20))
+    assert offer(client, link) is None
+
+
+async def test_failed_delivery_gives_the_renewal_back(clock, issuer, ledger):
+    """If delivering the new link fails, the person may ask again, and the
+    undelivered link is revoked."""
+    from actionlinks.errors import HandlerError, TokenRevokedError
+    from actionlinks.registry import ActionRegistry
+
+    attempts = []
+
+    async def flaky(link):
+        attempts.append(link)
+        if len(attempts) == 1:
+            raise RuntimeError("mail server down")
+
+    registry = ActionRegistry(issuer, ledger=ledger, base_url=BASE, clock=clock)
+    registry.declare(Action(name="invite", ttl=timedelta(days=1), renew=flaky))
+    link = await registry.mint("invite", subject="u")
+    clock.advance(timedelta(days=2))
+    expired = ExpiredLink(
+        action="invite",
+        subject="u",
+        token_id=link.claims.token_id,
+        issued_at=link.claims.issued_at,
+        expired_at=link.claims.expires_at,
+    )
+    with pytest.raises(HandlerError):
+        await registry.renew(expired)
+    with pytest.raises(TokenRevokedError):
+        await registry.check(attempts[0].token)
+    assert await registry.is_renewable(expired)
+    assert (await registry.renew(expired)).claims.subject == "u"
+    with pytest.raises(NotRenewableError):
+        await registry.renew(expired)
