@@ -326,7 +326,7 @@ def test_a_closed_pipe_ends_the_command_silently(home):
     """Item 8: `keys list --json | head -c1` prints one byte and no traceback."""
     command = f"{SCRIPT} keys list --json | head -c1"
     result = subprocess.run(
-        ["bash", "-o", "pipefail", "-c", command],
+        ["/bin/bash", "-o", "pipefail", "-c", command],
         env={**os.environ, "ACTIONLINKS_HOME": str(home)},
         capture_output=True,
         text=True,
@@ -349,7 +349,7 @@ def test_verify_json_reports_a_rejection_as_json(home):
 def test_init_creates_a_private_config_and_warns_when_it_is_not(tmp_path):
     """Item 9: actionlinks.toml is 0600 under umask 022; a readable one warns."""
     result = subprocess.run(
-        ["bash", "-c", f"umask 022 && {SCRIPT} init"],
+        ["/bin/bash", "-c", f"umask 022 && {SCRIPT} init"],
         env={**os.environ, "ACTIONLINKS_HOME": str(tmp_path)},
         capture_output=True,
         text=True,

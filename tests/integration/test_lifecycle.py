@@ -51,7 +51,7 @@ def rotate(settings):
 
 async def wait_for(predicate, seconds=5.0):
     with anyio.fail_after(seconds):
-        while not predicate():
+        while not predicate():  # noqa: ASYNC110 - polls state another task changes
             await anyio.sleep(0.05)
 
 

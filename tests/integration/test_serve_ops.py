@@ -123,18 +123,24 @@ def test_serve_warns_about_actions_that_do_nothing(tmp_path):
     [
         ('[actions.invite]\nhandler_url = "https://app.example/h"\n', "handler_secret"),
         (
-            '[actions.invite]\nhandler_url = "https://app.example/h"\n'
-            'handler_secret = "s3cret-not-whsec"\n',
+            (
+                '[actions.invite]\nhandler_url = "https://app.example/h"\n'
+                'handler_secret = "s3cret-not-whsec"\n'
+            ),
             "whsec_",
         ),
         (
-            '[actions.invite]\nhandler_url = "https://[::1/h"\n'
-            f'handler_secret = "{generate_secret()}"\n',
+            (
+                '[actions.invite]\nhandler_url = "https://[::1/h"\n'
+                f'handler_secret = "{generate_secret()}"\n'
+            ),
             "not a valid URL",
         ),
         (
-            '[actions.invite]\nhandler_url = "http://app.example/h"\n'
-            f'handler_secret = "{generate_secret()}"\n',
+            (
+                '[actions.invite]\nhandler_url = "http://app.example/h"\n'
+                f'handler_secret = "{generate_secret()}"\n'
+            ),
             "https",
         ),
         ('[actions.invite]\nredirect = "https://evil.example/x"\n', "redirect"),
