@@ -197,14 +197,8 @@ class SqliteDatabase:
             LedgerUnavailableError: SQLite failed.
             ServiceClosedError: the database is not open.
         """
-        reader = self._reader
-        if reader is None:
-            raise self._closed()
-        try:
-            row: Row | None = reader.execute(sql, parameters).fetchone()
-        except sqlite3.Error as exc:
-            raise LedgerUnavailableError(f"the database failed: {exc}") from exc
-        return row
+        rows = self._read(sql, parameters, limit=1)
+        return rows[0] if rows else None
 
     async def fetchall(self, sql: str, parameters: tuple[Any, ...] = ()) -> list[Row]:
         """All rows of a read-only query, read inline.
@@ -213,11 +207,19 @@ class SqliteDatabase:
             LedgerUnavailableError: SQLite failed.
             ServiceClosedError: the database is not open.
         """
+        return self._read(sql, parameters, limit=None)
+
+    def _read(
+        self, sql: str, parameters: tuple[Any, ...], *, limit: int | None
+    ) -> list[Row]:
         reader = self._reader
         if reader is None:
             raise self._closed()
         try:
-            rows: list[Row] = reader.execute(sql, parameters).fetchall()
+            cursor = reader.execute(sql, parameters)
+            rows: list[Row] = (
+                cursor.fetchall() if limit is None else cursor.fetchmany(limit)
+            )
         except sqlite3.Error as exc:
             raise LedgerUnavailableError(f"the database failed: {exc}") from exc
         return rows

@@ -273,3 +273,50 @@ async def test_any_text_redeems_only_with_token_errors(registry):
     for text in ["", "a.b.c", "\x00", "é.é.é", "....", "eyJ9.eyJ9.eyJ9"]:
         with pytest.raises(TokenError):
             await registry.redeem(text)
+
+
+def test_state_binding_needs_a_way_to_read_the_state():
+    """Issue 6 item 12: binds_state without current_state is refused when declared."""
+    with pytest.raises(ConfigurationError, match="current_state"):
+        Action(name="password-reset", ttl=timedelta(minutes=30), binds_state=True)
+
+
+async def test_state_for_an_action_without_current_state_is_refused(registry):
+    """Issue 6 item 12: such a link could never be confirmed through the service."""
+    from actionlinks.errors import InvalidArgumentError
+
+    with pytest.raises(InvalidArgumentError) as caught:
+        await registry.mint("password-reset", subject="u", state="hash")
+    assert caught.value.field == "state"
+
+
+@pytest.mark.parametrize(
+    "url", ["http://[", "https://host:99999/", "https://u:p@x.test"]
+)
+def test_base_urls_that_are_not_origins_are_configuration_errors(
+    issuer, ledger, clock, url
+):
+    """Issue 6 item 8: a broken base URL is a ConfigurationError, not a ValueError."""
+    with pytest.raises(ConfigurationError):
+        ActionRegistry(issuer, ledger=ledger, base_url=url, clock=clock)
+
+
+def test_handler_dispatcher_describes_what_a_use_does():
+    """Library mode: a Python handler, a redirect only, or nothing at all."""
+    from actionlinks.actions import HandlerDispatcher
+
+    async def handler(claims, form):
+        return None
+
+    dispatcher = HandlerDispatcher()
+    week = timedelta(days=7)
+    assert dispatcher.describe(Action(name="a", ttl=week, handler=handler))
+    redirect = Action(name="a", ttl=week, redirect="https://x.test/ok")
+    assert dispatcher.describe(redirect) == "a redirect only"
+    assert dispatcher.describe(Action(name="a", ttl=week)) is None
+    assert repr(dispatcher) == "HandlerDispatcher()"
+
+
+def test_token_from_a_url_that_does_not_parse_is_the_text_itself():
+    """verify accepts odd input and lets the token check reject it."""
+    assert token_from("http://[::1/a/x") == "http://[::1/a/x"

@@ -336,3 +336,66 @@ def test_dispatcher_refuses_a_handler_url_without_a_secret():
     action = Action(name="invite", ttl=timedelta(days=1), handler_url=URL)
     with pytest.raises(ConfigurationError, match="handler_secret"):
         dispatcher.describe(action)
+
+
+async def test_renewed_link_is_announced_to_the_handler_url(issuer):
+    """A handler_url action announces renewals as link.renewed with the new URL."""
+    from actionlinks.actions import Link
+
+    secret = generate_secret()
+    seen = []
+
+    def receive(request):
+        seen.append(request)
+        return httpx.Response(200)
+
+    action = Action(
+        name="invite", ttl=timedelta(days=1), handler_url=URL, handler_secret=secret
+    )
+    minted = issuer.mint(action.purpose, subject="ada")
+    link = Link(
+        url=f"https://l.test/a/{minted.token}", token=minted.token, claims=minted.claims
+    )
+    async with httpx.AsyncClient(transport=httpx.MockTransport(receive)) as client:
+        dispatcher = ServiceDispatcher(clock=SystemClock(), client=lambda: client)
+        await dispatcher.renewer(action)(link)
+    (request,) = seen
+    payload = Webhook(secret).verify(request.content, dict(request.headers))
+    assert payload["type"] == "link.renewed"
+    assert payload["data"]["url"] == link.url
+    assert request.headers["webhook-id"] == message_id_for(
+        "link.renewed", minted.claims.token_id
+    )
+    assert dispatcher.renewer(Action(name="invite", ttl=timedelta(days=1))) is None
+
+
+async def test_names_that_do_not_resolve_are_connection_errors(monkeypatch):
+    """A DNS failure is a connection error, not a refusal and not a crash."""
+
+    async def fail(host, port, **kwargs):
+        raise OSError("no such host")
+
+    monkeypatch.setattr(guard.anyio, "getaddrinfo", fail)
+    with pytest.raises(httpcore.ConnectError) as caught:
+        await PublicOnlyBackend(_FakeBackend(peer=None)).connect_tcp("x.invalid", 443)
+    assert not isinstance(caught.value, DestinationRefusedError)
+
+
+async def test_the_next_public_address_is_tried_when_one_fails(monkeypatch):
+    """Several public addresses: a refused connection moves on to the next."""
+    _resolve_to(monkeypatch, "8.8.8.8", "8.8.4.4")
+
+    class FirstFails(_FakeBackend):
+        async def connect_tcp(self, host, port, *args, **kwargs):
+            if host == "8.8.8.8":
+                self.hosts.append(host)
+                raise httpcore.ConnectError("refused")
+            return await super().connect_tcp(host, port)
+
+    inner = FirstFails(peer=("8.8.4.4", 443))
+    await PublicOnlyBackend(inner).connect_tcp("app.example.test", 443)
+    assert inner.hosts == ["8.8.8.8", "8.8.4.4"]
+    inner = FirstFails(peer=None)
+    _resolve_to(monkeypatch, "8.8.8.8")
+    with pytest.raises(httpcore.ConnectError):
+        await PublicOnlyBackend(inner).connect_tcp("app.example.test", 443)
