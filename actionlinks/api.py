@@ -279,8 +279,11 @@ class ApiEndpoints:
         if token_id is not None:
             if action is not None:
                 raise _invalid("action", "'action' goes with 'sub', not 'jti'")
-            await registry.revoke(token_id)
-            return JSONResponse({"revoked": {"jti": token_id}}, headers=_NO_STORE)
+            await registry.revoke(token_id)  # checks the id first
+            known = await self._service.links.status(token_id) is not None
+            return JSONResponse(
+                {"revoked": {"jti": token_id}, "known": known}, headers=_NO_STORE
+            )
         await registry.revoke_subject(subject or "", action=action)
         return JSONResponse(
             {"revoked": {"sub": subject, "action": action}}, headers=_NO_STORE

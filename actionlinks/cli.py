@@ -34,6 +34,7 @@ from actionlinks.links import status_json
 from actionlinks.server import listen, serve_forever
 from actionlinks.service import Service
 from actionlinks.settings import Settings, parse_duration
+from actionlinks.tokens import check_text
 
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
@@ -206,6 +207,7 @@ async def _verify(service: Service, args: argparse.Namespace) -> int:
 
 
 async def _status(service: Service, args: argparse.Namespace) -> int:
+    check_text(args.jti, "the jti", field="jti", limit=64)
     found = await service.links.status(args.jti)
     if found is None:
         raise ConfigurationError(f"no link with jti {args.jti[:64]!r} in this database")
@@ -240,11 +242,13 @@ async def _revoke(service: Service, args: argparse.Namespace) -> int:
     if args.jti is not None:
         if args.action is not None:
             raise ConfigurationError("--action goes with --sub, not --jti")
-        await service.registry.revoke(args.jti)
-        print(f"revoked link {args.jti}")
+        await service.registry.revoke(args.jti)  # checks the id first
+        known = await service.links.status(args.jti) is not None
+        note = "" if known else " (no link with this id is recorded here)"
+        print(f"revoked link {args.jti}{note}")
     else:
         await service.registry.revoke_subject(args.sub, action=args.action)
-        scope = f"{args.action} links" if args.action else "links"
+        scope = f"{args.action} link" if args.action else "link"
         print(f"revoked every {scope} of {args.sub} issued before now")
     return 0
 
@@ -279,7 +283,10 @@ def _keys(settings: Settings, clock: Clock, args: argparse.Namespace) -> int:
         )
     elif args.keys_command == "retire":
         replace_keys(settings, ring.retired(args.kid))
-        print(f"retired key {args.kid}; links it signed no longer verify")
+        print(
+            f"retired key {args.kid}; links and access tokens it signed no longer "
+            "verify"
+        )
     else:
         _print_json(ring.jwks())
     return 0
@@ -296,6 +303,11 @@ def _for_new_home(settings: Settings, base_url: str) -> Settings:
 def _init(settings: Settings, clock: Clock, args: argparse.Namespace) -> int:
     if args.base_url is not None:
         settings = _for_new_home(settings, args.base_url)
+        if settings.config_path.exists():
+            raise ConfigurationError(
+                f"{settings.config_path} exists already; set base_url there (or "
+                "ACTIONLINKS_BASE_URL)"
+            )
     created = initialize(settings, clock=clock)
     if created:
         for path in created:

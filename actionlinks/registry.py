@@ -33,6 +33,7 @@ from actionlinks.errors import (
     TokenAlreadyUsedError,
     TokenError,
     TokenRevokedError,
+    WebhookError,
 )
 from actionlinks.ledger import ALL_ACTIONS
 from actionlinks.tokens import MAX_SUBJECT_LENGTH, check_text
@@ -348,11 +349,14 @@ class ActionRegistry:
             released = await self._undo(declared, claims)
             if isinstance(exc, Exception):
                 _log.warning(
-                    "dispatch of %s failed for link %s; use %s",
+                    "dispatch of %s failed for link %s; use %s: %s",
                     declared.name,
                     claims.token_id,
                     "released" if released else "NOT released",
-                    exc_info=exc,
+                    exc,
+                    # The app's own handler failed: its traceback helps. A webhook
+                    # failure says all there is in its message.
+                    exc_info=None if isinstance(exc, WebhookError) else exc,
                 )
                 raise HandlerError(
                     f"the {declared.name} handler failed", released=released
@@ -493,7 +497,10 @@ class ActionRegistry:
                 await self._forget_renewal(marker, link)
             if isinstance(exc, Exception):
                 _log.warning(
-                    "could not deliver a renewed %s link", expired.action, exc_info=exc
+                    "could not deliver a renewed %s link: %s",
+                    expired.action,
+                    exc,
+                    exc_info=None if isinstance(exc, WebhookError) else exc,
                 )
                 raise HandlerError(
                     f"delivering a new {expired.action} link failed"

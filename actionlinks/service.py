@@ -45,7 +45,7 @@ from actionlinks.keyfile import KeyFile
 from actionlinks.registry import ActionRegistry
 from actionlinks.stores import store_from_url
 from actionlinks.tokens import TokenIssuer
-from actionlinks.webhooks import PublicOnlyTransport
+from actionlinks.webhooks import PublicOnlyTransport, is_private_literal
 
 if TYPE_CHECKING:
     from types import TracebackType
@@ -183,6 +183,16 @@ class Service:
                 does = self._dispatcher.describe(action)
             except ConfigurationError as exc:
                 raise ConfigurationError(f"[actions.{action.name}] {exc}") from exc
+            host = urlsplit(action.handler_url or "").hostname
+            if (
+                host
+                and is_private_literal(host)
+                and not self.settings.webhook_allow_private
+            ):
+                raise ConfigurationError(
+                    f"[actions.{action.name}] handler_url is not a public address; "
+                    "set ACTIONLINKS_WEBHOOK_ALLOW_PRIVATE=1 to allow it"
+                )
             if does is None:
                 idle.append(action.name)
         if not idle:

@@ -87,10 +87,12 @@ def parse_duration(text: str) -> timedelta:
         ConfigurationError: anything else, zero, or more than ten years.
     """
     found = _DURATION.fullmatch(text.strip().lower())
-    if found is None or int(found.group(1)) == 0:
+    if found is None:
         raise ConfigurationError(
             f"duration {text[:32]!r} must look like 90, 30s, 15m, 2h, 7d or 1w"
         )
+    if int(found.group(1)) == 0:
+        raise ConfigurationError(f"duration {text[:32]!r} must be positive")
     seconds = int(found.group(1)) * _UNITS[found.group(2)]
     if seconds > MAX_DURATION.total_seconds():
         raise ConfigurationError(f"duration {text[:32]!r} is longer than ten years")
@@ -142,6 +144,10 @@ class Settings:
             object.__setattr__(
                 self, "database_url", f"sqlite:///{self.home / DATABASE_FILE}"
             )
+        elif self.database_url.startswith("sqlite:///"):
+            # sqlite:///name.db is relative to the home; sqlite:////abs/x.db absolute.
+            path = self.home / self.database_url.removeprefix("sqlite:///")
+            object.__setattr__(self, "database_url", f"sqlite:///{path}")
         if not self.database_url.startswith(_DATABASE_SCHEMES):
             raise ConfigurationError(
                 "ACTIONLINKS_DATABASE_URL must be sqlite:///path, memory:// or "

@@ -440,6 +440,8 @@ class TokenIssuer:
             typ = header.get("typ")
         else:
             key, typ, claims = fast
+        if not isinstance(purpose, Purpose) and typ != TokenKind.LINK.typ:
+            raise WrongPurposeError("the token is of another kind")
         resolved = self._resolve(purpose, claims)
         if typ != resolved.kind.typ:
             raise WrongPurposeError("the token is of another kind")

@@ -6,7 +6,11 @@
 - :mod:`~actionlinks.webhooks.sender`: one signed POST to one endpoint.
 """
 
-from actionlinks.webhooks.guard import PublicOnlyTransport, check_url
+from actionlinks.webhooks.guard import (
+    PublicOnlyTransport,
+    check_url,
+    is_private_literal,
+)
 from actionlinks.webhooks.sender import WebhookEndpoint, WebhookSender
 from actionlinks.webhooks.signing import (
     generate_secret,
@@ -23,6 +27,7 @@ __all__ = [
     "WebhookSender",
     "check_url",
     "generate_secret",
+    "is_private_literal",
     "message_id_for",
     "new_message_id",
     "secret_bytes",

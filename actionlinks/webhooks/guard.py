@@ -69,6 +69,20 @@ def is_loopback_host(host: str) -> bool:
         return False
 
 
+def is_private_literal(host: str) -> bool:
+    """Whether ``host`` names this machine or is a literal non-public address.
+
+    (A DNS name is only judged when a webhook connects.)
+    """
+    if is_loopback_host(host):
+        return True
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return not is_public_address(host)
+
+
 def check_url(url: str, *, what: str) -> str:
     """Return ``url`` if it is an absolute ``https`` URL (``http`` only to loopback).
 

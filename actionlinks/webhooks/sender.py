@@ -45,7 +45,8 @@ class WebhookEndpoint:
         self.url = check_url(url, what="a webhook URL")
         parts = urlsplit(url)
         # Messages and reprs never show a query or credentials: they may hold secrets.
-        self.shown = f"{parts.scheme}://{parts.hostname}{parts.path}"
+        host = parts.netloc.rpartition("@")[2]
+        self.shown = f"{parts.scheme}://{host}{parts.path}"
         self._key = secret_bytes(secret)
 
     def __repr__(self) -> str:

@@ -401,3 +401,44 @@ def test_status_says_when_an_action_does_nothing(home):
     assert "invite has no handler, handler_url or redirect" in out
     report = json.loads(ok(run(home, "status", minted["jti"], "--json")))
     assert report["dispatch"] is None
+
+
+def test_init_base_url_never_rewrites_an_existing_home(home):
+    """init --base-url on an existing home says where to set it (exit 2)."""
+    line = rejected(run(home, "init", "--base-url", "https://new.example"), code=2)
+    assert "set base_url there" in line
+    assert rejected(run(home, "init", "--base-url", "http://x/ y"), code=2)
+
+
+def test_relative_sqlite_paths_live_in_the_home(home, tmp_path_factory):
+    """sqlite:///name.db is relative to ACTIONLINKS_HOME, wherever the CLI runs."""
+    elsewhere = tmp_path_factory.mktemp("cwd")
+    result = subprocess.run(
+        [str(SCRIPT), "mint", "invite", "--sub", "u"],
+        cwd=elsewhere,
+        env={
+            **os.environ,
+            "ACTIONLINKS_HOME": str(home),
+            "ACTIONLINKS_DATABASE_URL": "sqlite:///other.db",
+        },
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert (home / "other.db").exists()
+    assert not (elsewhere / "other.db").exists()
+
+
+def test_revoking_an_unknown_id_says_so(home):
+    """revoke --jti of an id never minted here revokes it and says it is unknown."""
+    assert "no link with this id is recorded here" in ok(
+        run(home, "revoke", "--jti", "nosuch")
+    )
+
+
+def test_an_access_token_given_to_verify_is_of_another_kind(home):
+    """verify names the kind mismatch, not an unknown action."""
+    token = ok(run(home, "tokens", "issue", "--scope", "links:read")).strip()
+    assert "another kind" in rejected(run(home, "verify", token))

@@ -62,7 +62,15 @@ def test_readme_library_mode_runs_as_written(tmp_path):
         log = tmp_path / "uvicorn.log"
         with log.open("wb") as output:
             server = subprocess.Popen(
-                [sys.executable, "-m", "uvicorn", "app:app", "--port", str(port)],
+                [
+                    sys.executable,
+                    "-m",
+                    "uvicorn",
+                    "app:app",
+                    "--no-access-log",
+                    "--port",
+                    str(port),
+                ],
                 cwd=tmp_path,
                 env=env,
                 stdout=output,
@@ -93,6 +101,14 @@ def test_readme_library_mode_runs_as_written(tmp_path):
     assert "confirmed ada@example.com" in output
     assert [e["data"]["sub"] for e in receiver.events] == ["grace"]
     assert "Traceback" not in output
+    assert url.rsplit("/", 1)[1].split(".")[2] not in output
+
+
+def test_readme_says_how_to_run_the_snippet():
+    """The snippet's run command turns uvicorn's token-printing access log off."""
+    snippet = library_snippet()
+    assert "uvicorn app:app --no-access-log" in snippet
+    assert "actionlinks init" in snippet
 
 
 def confirm(client, url):

@@ -144,6 +144,13 @@ def test_serve_warns_about_actions_that_do_nothing(tmp_path):
             "https",
         ),
         ('[actions.invite]\nredirect = "https://evil.example/x"\n', "redirect"),
+        (
+            (
+                '[actions.invite]\nhandler_url = "http://localhost:9/h"\n'
+                f'handler_secret = "{generate_secret()}"\n'
+            ),
+            "ACTIONLINKS_WEBHOOK_ALLOW_PRIVATE",
+        ),
     ],
 )
 def test_bad_handler_configuration_stops_serve_with_one_line(tmp_path, config, words):
