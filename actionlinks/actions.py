@@ -129,11 +129,16 @@ DEFAULT_ACTIONS: tuple[Action, ...] = (
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Link:
-    """A minted link. The repr shows the claims, never the token or URL."""
+    """A minted link. The repr shows the claims, never the token or URL.
+
+    Attributes:
+        replaces: the id of the expired link a renewal minted this one for.
+    """
 
     url: str = field(repr=False)
     token: str = field(repr=False)
     claims: ActionClaims
+    replaces: str | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -153,6 +153,7 @@ def _renewed(link: Link) -> dict[str, Any]:
         "action": link.claims.action,
         "sub": link.claims.subject,
         "jti": link.claims.token_id,
+        "replaces": link.replaces,
         "url": link.url,
         "expires_at": format_instant(link.claims.expires_at),
     }

@@ -32,9 +32,10 @@ evidence as keyword-only attributes instead. Each class has a stable ``code``
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from collections.abc import Mapping
     from datetime import datetime
 
 
@@ -133,6 +134,7 @@ class TokenExpiredError(TokenError):
         subject: its subject, to offer a new link (never in the message).
         token_id: its id, so that it is renewed at most once.
         issued_at: when it was issued, to tell whether a revocation covers it.
+        data: its app data, carried into a renewed link.
     """
 
     code = "expired"
@@ -146,6 +148,7 @@ class TokenExpiredError(TokenError):
         subject: str | None = None,
         token_id: str | None = None,
         issued_at: datetime | None = None,
+        data: Mapping[str, Any] | None = None,
     ) -> None:
         """Carry the instant the token expired and, once signed, whose it was."""
         super().__init__(message)
@@ -154,6 +157,7 @@ class TokenExpiredError(TokenError):
         self.subject = subject
         self.token_id = token_id
         self.issued_at = issued_at
+        self.data = data
 
 
 class TokenNotYetValidError(TokenError):

@@ -6,6 +6,12 @@ check-and-set, so exactly one of any number of concurrent calls for one token
 id returns ``True``. A store failure raises
 :class:`~actionlinks.errors.LedgerUnavailableError`, never "unused".
 
+A use may be *held*: taken for a holder until an instant, then ``confirm``-ed
+(it stays used) or ``release``-d (the token is usable again). A hold that is
+neither by its deadline — the process died while the handler ran — lapses, and
+the token can be consumed again: a crash never leaves a link spent with nothing
+done.
+
 Instants are compared to the microsecond: a token issued before a revocation
 of its subject is revoked, one issued after it is not, at any spacing.
 
@@ -24,7 +30,7 @@ if TYPE_CHECKING:
 
     from actionlinks.clock import Clock
 
-UseState: TypeAlias = Literal["used", "revoked"]
+UseState: TypeAlias = Literal["used", "held", "revoked"]
 PURGE_EVERY = timedelta(minutes=1)
 """How often backends sweep expired entries (not on every call: it scans)."""
 ALL_ACTIONS = ""
@@ -32,8 +38,19 @@ ALL_ACTIONS = ""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class Hold:
+    """A provisional use: who holds it, and until when at the latest."""
+
+    holder: str
+    until: datetime
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class LedgerEntry:
-    """What the ledger knows about one token id."""
+    """What the ledger knows about one token id.
+
+    ``state`` is ``held`` while a use is being made (its handler runs).
+    """
 
     token_id: str
     state: UseState
@@ -44,16 +61,27 @@ class LedgerEntry:
 class Ledger(Protocol):
     """Where one-time uses and revocations are recorded."""
 
-    async def consume(self, token_id: str, *, expires_at: datetime) -> bool:
+    async def consume(
+        self,
+        token_id: str,
+        *,
+        expires_at: datetime,
+        hold: Hold | None = None,
+    ) -> bool:
         """Atomically mark ``token_id`` used; ``True`` only for the first caller.
 
-        A revoked token id cannot be consumed. The entry may be purged after
-        ``expires_at``.
+        A revoked token id cannot be consumed; one whose hold lapsed can. With
+        ``hold``, the use is provisional until :meth:`confirm`. The entry may
+        be purged after ``expires_at``.
         """
         ...
 
-    async def release(self, token_id: str) -> None:
-        """Undo a use whose handler failed.
+    async def confirm(self, token_id: str, *, holder: str) -> None:
+        """Make ``holder``'s held use of ``token_id`` final."""
+        ...
+
+    async def release(self, token_id: str, *, holder: str | None = None) -> None:
+        """Undo a use (``holder``'s hold, or a final use when ``None``).
 
         Never undoes a revocation: a token revoked while its use was pending
         becomes revoked, not usable again.
@@ -105,13 +133,21 @@ class Ledger(Protocol):
 class MemoryLedger:
     """A ledger in this process's memory, for tests and single-process use."""
 
-    __slots__ = ("_clock", "_entries", "_last_purge", "_revocations", "_revoked_in_use")
+    __slots__ = (
+        "_clock",
+        "_entries",
+        "_holds",
+        "_last_purge",
+        "_revocations",
+        "_revoked_in_use",
+    )
 
     def __init__(self, *, clock: Clock) -> None:
         """Start empty; ``clock`` stamps uses and drives purging."""
         self._clock = clock
         self._last_purge = clock.now()
         self._entries: dict[str, LedgerEntry] = {}
+        self._holds: dict[str, Hold] = {}
         # Revocations that arrived while the token's use was pending: a release
         # turns the use into this revocation instead of forgetting it.
         self._revoked_in_use: dict[str, datetime] = {}
@@ -128,25 +164,56 @@ class MemoryLedger:
         self._last_purge = now
         for token_id in [k for k, v in self._entries.items() if v.expires_at < now]:
             del self._entries[token_id]
+            self._holds.pop(token_id, None)
             self._revoked_in_use.pop(token_id, None)
         for key in [k for k, (_, until) in self._revocations.items() if until < now]:
             del self._revocations[key]
 
-    async def consume(self, token_id: str, *, expires_at: datetime) -> bool:
-        """Mark ``token_id`` used; ``True`` only the first time."""
+    def _current(self, token_id: str) -> LedgerEntry | None:
+        """The entry as it stands now: a lapsed hold is no use at all."""
+        entry = self._entries.get(token_id)
+        hold = self._holds.get(token_id)
+        if entry is None or hold is None:
+            return entry
+        if hold.until > self._clock.now():
+            return replace(entry, state="held")
+        revoked_at = self._revoked_in_use.get(token_id)
+        if revoked_at is None:
+            return None
+        return replace(entry, state="revoked", at=revoked_at)
+
+    async def consume(
+        self, token_id: str, *, expires_at: datetime, hold: Hold | None = None
+    ) -> bool:
+        """Mark ``token_id`` used; ``True`` only the first time (or after a lapse)."""
         self._purge()
-        if token_id in self._entries:
+        if self._current(token_id) is not None:
             return False
+        self._revoked_in_use.pop(token_id, None)
         self._entries[token_id] = LedgerEntry(
             token_id=token_id, state="used", at=self._clock.now(), expires_at=expires_at
         )
+        if hold is None:
+            self._holds.pop(token_id, None)
+        else:
+            self._holds[token_id] = hold
         return True
 
-    async def release(self, token_id: str) -> None:
+    async def confirm(self, token_id: str, *, holder: str) -> None:
+        """Make ``holder``'s held use final."""
+        hold = self._holds.get(token_id)
+        if hold is not None and hold.holder == holder:
+            del self._holds[token_id]
+
+    async def release(self, token_id: str, *, holder: str | None = None) -> None:
         """Forget a use, or turn it into the revocation that came meanwhile."""
         entry = self._entries.get(token_id)
+        hold = self._holds.get(token_id)
         if entry is None or entry.state != "used":
             return
+        if (hold.holder if hold is not None else None) != holder:
+            return
+        self._holds.pop(token_id, None)
         revoked_at = self._revoked_in_use.pop(token_id, None)
         if revoked_at is None:
             del self._entries[token_id]
@@ -155,7 +222,7 @@ class MemoryLedger:
 
     async def lookup(self, token_id: str) -> LedgerEntry | None:
         """The entry for ``token_id``, if any."""
-        return self._entries.get(token_id)
+        return self._current(token_id)
 
     async def revoke(self, token_id: str, *, expires_at: datetime) -> None:
         """Revoke ``token_id``; a used one stays used, and revoked if released."""
@@ -196,7 +263,7 @@ class MemoryLedger:
         self, token_id: str, *, subject: str, action: str, issued_at: datetime
     ) -> LedgerEntry | None:
         """The token's own entry, else its subject's revocation."""
-        entry = self._entries.get(token_id)
+        entry = self._current(token_id)
         if entry is not None:
             return entry
         revoked = self._subject_revocation(subject, action, issued_at)

@@ -10,6 +10,7 @@ cancelled half-way never leaves a link spent without its handler having run.
 from __future__ import annotations
 
 import logging
+import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, NoReturn
@@ -35,7 +36,7 @@ from actionlinks.errors import (
     TokenRevokedError,
     WebhookError,
 )
-from actionlinks.ledger import ALL_ACTIONS
+from actionlinks.ledger import ALL_ACTIONS, Hold
 from actionlinks.tokens import MAX_SUBJECT_LENGTH, check_text
 
 if TYPE_CHECKING:
@@ -61,6 +62,7 @@ class ExpiredLink:
     token_id: str
     issued_at: datetime
     expired_at: datetime
+    data: Mapping[str, Any] | None = None
 
     @classmethod
     def from_error(cls, exc: TokenExpiredError) -> ExpiredLink | None:
@@ -78,11 +80,15 @@ class ExpiredLink:
             token_id=exc.token_id,
             issued_at=exc.issued_at,
             expired_at=exc.expired_at,
+            data=exc.data,
         )
 
 
 RENEWAL_WINDOW = timedelta(days=7)
 """How long after it expired a link may still be renewed (once)."""
+HOLD_FOR = timedelta(minutes=5)
+"""How long a use is held while its handler runs. If the process dies meanwhile,
+the link works again after this: a crash never spends a link with nothing done."""
 RETENTION = RENEWAL_WINDOW + timedelta(minutes=5)
 """How long the ledger remembers a use or revocation after the link expired:
 until renewal can no longer be offered, so a used or revoked link never is."""
@@ -228,19 +234,25 @@ class ActionRegistry:
             algorithm=algorithm,
         )
         if action.revokes_previous:
-            before = minted.claims.issued_at
-            await self._ledger.revoke_subject(
-                subject,
-                action=action.name,
-                before=before,
-                until=before + action.purpose.max_ttl + RETENTION,
-            )
-            await self._note(
-                lambda j: j.revoked_subject(subject, action=action.name, before=before)
-            )
+            await self._revoke_earlier(action, minted.claims)
         await self._note(lambda j: j.issued(minted.claims))
         return Link(
             url=self.link_url(minted.token), token=minted.token, claims=minted.claims
+        )
+
+    async def _revoke_earlier(self, action: Action, claims: ActionClaims) -> None:
+        """Revoke the subject's links of ``action`` issued before ``claims``."""
+        before = claims.issued_at
+        await self._ledger.revoke_subject(
+            claims.subject,
+            action=action.name,
+            before=before,
+            until=before + action.purpose.max_ttl + RETENTION,
+        )
+        await self._note(
+            lambda j: j.revoked_subject(
+                claims.subject, action=action.name, before=before
+            )
         )
 
     def verify(
@@ -339,14 +351,14 @@ class ActionRegistry:
             claims = await self._verify_with_state(token, action, state)
             declared = self.get(claims.action)
             await self._check_revocation(claims)
-            await self._take(declared, claims)
+            holder = await self._take(declared, claims)
         except TokenError as exc:
             await self._rejected(exc, claims)
             raise
         try:
             result = await self._dispatcher.use(declared, claims, form or {})
         except BaseException as exc:
-            released = await self._undo(declared, claims)
+            released = await self._undo(claims, holder)
             if isinstance(exc, Exception):
                 _log.warning(
                     "dispatch of %s failed for link %s; use %s: %s",
@@ -363,6 +375,7 @@ class ActionRegistry:
                 ) from exc
             raise
         with anyio.CancelScope(shield=True):
+            await self._confirm(claims.token_id, holder)
             await self._note(lambda j: j.used(claims.token_id))
         return Redemption(claims=claims, result=result)
 
@@ -377,36 +390,60 @@ class ActionRegistry:
             state = await declared.current_state(claims.subject)
         return self.verify(token, action=claims.action, state=state)
 
-    async def _take(self, action: Action, claims: ActionClaims) -> None:
+    async def _take(self, action: Action, claims: ActionClaims) -> str | None:
+        """Consume a one-time link under a hold; the holder (``None``: multi-use)."""
         if not action.one_time:
             entry = await self._ledger.lookup(claims.token_id)
             if entry is not None and entry.state == "revoked":
                 self._raise_for_entry(claims, entry.state, entry.at)
-            return
+            return None
+        hold = self._new_hold()
         # Shielded: once the statement ran, its answer must reach us, or a
-        # cancelled request would leave the link spent with nothing done.
+        # cancelled request would leave the link held with nothing done.
         with anyio.CancelScope(shield=True):
             took = await self._ledger.consume(
-                claims.token_id, expires_at=claims.expires_at + RETENTION
+                claims.token_id, expires_at=claims.expires_at + RETENTION, hold=hold
             )
         if not took:
             entry = await self._ledger.lookup(claims.token_id)
             if entry is None:
                 self._raise_for_entry(claims, "used", None)
             self._raise_for_entry(claims, entry.state, entry.at)
+        return hold.holder
 
-    async def _undo(self, action: Action, claims: ActionClaims) -> bool:
+    def _new_hold(self) -> Hold:
+        return Hold(
+            holder=secrets.token_urlsafe(12), until=self._clock.now() + HOLD_FOR
+        )
+
+    async def _confirm(self, token_id: str, holder: str | None) -> None:
+        """Make a held use final; if that fails the hold lapses (logged)."""
+        if holder is None:
+            return
+        try:
+            await self._ledger.confirm(token_id, holder=holder)
+        except LedgerUnavailableError as exc:
+            _log.error(
+                "link %s was used but the use could not be recorded; it works "
+                "again after %s: %s",
+                token_id,
+                HOLD_FOR,
+                exc,
+            )
+
+    async def _undo(self, claims: ActionClaims, holder: str | None) -> bool:
         """Release a one-time use after a failed dispatch; whether it worked."""
-        if not action.one_time:
+        if holder is None:
             return True
         with anyio.CancelScope(shield=True):
             try:
-                await self._ledger.release(claims.token_id)
+                await self._ledger.release(claims.token_id, holder=holder)
             except LedgerUnavailableError as exc:
                 _log.error(
                     "could not release link %s after its handler failed; it "
-                    "stays used: %s",
+                    "works again after %s: %s",
                     claims.token_id,
+                    HOLD_FOR,
                     exc,
                 )
                 return False
@@ -425,6 +462,12 @@ class ActionRegistry:
     ) -> NoReturn:
         if state == "revoked":
             raise TokenRevokedError("the link was revoked", token_id=claims.token_id)
+        if state == "held":
+            raise TokenAlreadyUsedError(
+                "the link is being used right now",
+                token_id=claims.token_id,
+                used_at=None,
+            )
         when = "" if at is None else f" at {at.astimezone(UTC).isoformat()}"
         raise TokenAlreadyUsedError(
             f"the link was already used{when}", token_id=claims.token_id, used_at=at
@@ -474,6 +517,11 @@ class ActionRegistry:
     async def renew(self, expired: ExpiredLink) -> Link:
         """Mint a new link in place of ``expired`` and deliver it, at most once.
 
+        The new link carries the old one's data (and, for a state-bound action,
+        the subject's current state). Earlier links of an action that revokes
+        them are revoked only once the new link is delivered, so a failed
+        delivery leaves the renewal possible.
+
         Raises:
             NotRenewableError: see :meth:`is_renewable`; also when a concurrent
                 request renewed it first.
@@ -481,20 +529,21 @@ class ActionRegistry:
             HandlerError: delivery failed; the renewal may be asked again.
         """
         renewer = await self._check_renewable(expired)
-        marker = _renewal_key(expired.token_id)
+        action = self.get(expired.action)
+        marker, hold = _renewal_key(expired.token_id), self._new_hold()
         with anyio.CancelScope(shield=True):
             taken = await self._ledger.consume(
-                marker, expires_at=expired.expired_at + RETENTION
+                marker, expires_at=expired.expired_at + RETENTION, hold=hold
             )
         if not taken:
             raise NotRenewableError("the link was renewed already")
-        link: Link | None = None
         try:
-            link = await self.mint(expired.action, subject=expired.subject)
+            link = await self._mint_renewal(action, expired)
             await renewer(link)
         except BaseException as exc:
+            # The undelivered link is left alone: a late answer may have sent it.
             with anyio.CancelScope(shield=True):
-                await self._forget_renewal(marker, link)
+                await self._undo_renewal(marker, hold)
             if isinstance(exc, Exception):
                 _log.warning(
                     "could not deliver a renewed %s link: %s",
@@ -506,15 +555,36 @@ class ActionRegistry:
                     f"delivering a new {expired.action} link failed"
                 ) from exc
             raise
+        with anyio.CancelScope(shield=True):
+            await self._confirm(marker, hold.holder)
+            if action.revokes_previous:
+                await self._revoke_earlier(action, link.claims)
         return link
 
-    async def _forget_renewal(self, marker: str, link: Link | None) -> None:
+    async def _mint_renewal(self, action: Action, expired: ExpiredLink) -> Link:
+        state = None
+        if action.binds_state and action.current_state is not None:
+            state = await action.current_state(expired.subject)
+        minted = self._issuer.mint(
+            action.purpose, subject=expired.subject, data=expired.data, state=state
+        )
+        await self._note(lambda j: j.issued(minted.claims))
+        return Link(
+            url=self.link_url(minted.token),
+            token=minted.token,
+            claims=minted.claims,
+            replaces=expired.token_id,
+        )
+
+    async def _undo_renewal(self, marker: str, hold: Hold) -> None:
         try:
-            await self._ledger.release(marker)
-            if link is not None:
-                await self.revoke(link.claims.token_id)
+            await self._ledger.release(marker, holder=hold.holder)
         except LedgerUnavailableError as exc:
-            _log.error("could not undo a failed renewal: %s", exc)
+            _log.error(
+                "could not undo a failed renewal; it may be asked again after %s: %s",
+                HOLD_FOR,
+                exc,
+            )
 
     # --- journal ----------------------------------------------------------------
 

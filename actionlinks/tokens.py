@@ -575,6 +575,7 @@ class TokenIssuer:
                 subject=subject,
                 token_id=claims["jti"],
                 issued_at=_instant(issued, _sub_second(claims)),
+                data=data if isinstance(data := claims.get("dat"), dict) else None,
             )
         if issued > now + self._leeway:
             raise TokenNotYetValidError(

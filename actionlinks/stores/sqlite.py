@@ -128,7 +128,12 @@ DROP TABLE links;
 DROP TABLE link_attempts;
 """
 
-SCHEMA_STEPS = (_LEGACY, _MICROSECONDS)
+_HOLDS = """
+ALTER TABLE ledger_entries ADD COLUMN holder TEXT;
+ALTER TABLE ledger_entries ADD COLUMN held_until_us INTEGER;
+"""
+
+SCHEMA_STEPS = (_LEGACY, _MICROSECONDS, _HOLDS)
 """``SCHEMA_STEPS[n]`` migrates version ``n`` to ``n + 1``."""
 
 

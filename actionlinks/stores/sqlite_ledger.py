@@ -11,7 +11,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
-from actionlinks.ledger import PURGE_EVERY, LedgerEntry
+from actionlinks.ledger import PURGE_EVERY, Hold, LedgerEntry
 
 if TYPE_CHECKING:
     import sqlite3
@@ -30,6 +30,19 @@ def micros(instant: datetime) -> int:
 def instant(value: int) -> datetime:
     """Integer microseconds since the epoch as an aware UTC datetime."""
     return _EPOCH + timedelta(microseconds=value)
+
+
+_ENTRY = "state, at_us, expires_us, revoked_us, holder, held_until_us"
+_TAKE = (
+    "INSERT INTO ledger_entries (token_id, state, at_us, expires_us, holder, "
+    "held_until_us) VALUES (?, 'used', ?, ?, ?, ?) ON CONFLICT (token_id) DO UPDATE "
+    "SET at_us = excluded.at_us, holder = excluded.holder, "
+    "held_until_us = excluded.held_until_us, "
+    "expires_us = max(expires_us, excluded.expires_us) "
+    # Only a hold that lapsed (its process died) is taken over.
+    "WHERE state = 'used' AND holder IS NOT NULL AND held_until_us <= excluded.at_us "
+    "AND revoked_us IS NULL"
+)
 
 
 class SqliteLedger:
@@ -52,32 +65,48 @@ class SqliteLedger:
         """Name the database."""
         return f"SqliteLedger({self._database!r})"
 
-    async def consume(self, token_id: str, *, expires_at: datetime) -> bool:
+    async def consume(
+        self, token_id: str, *, expires_at: datetime, hold: Hold | None = None
+    ) -> bool:
         """Mark ``token_id`` used; ``True`` only for the first caller anywhere."""
         now = self._clock.now()
         await self._purge(now)
-        inserted = await self._database.execute(
-            "INSERT INTO ledger_entries (token_id, state, at_us, expires_us) "
-            "VALUES (?, 'used', ?, ?) ON CONFLICT (token_id) DO NOTHING",
-            (token_id, micros(now), micros(expires_at)),
+        taken = await self._database.execute(
+            _TAKE,
+            (
+                token_id,
+                micros(now),
+                micros(expires_at),
+                None if hold is None else hold.holder,
+                None if hold is None else micros(hold.until),
+            ),
         )
-        return inserted == 1
+        return taken == 1
 
-    async def release(self, token_id: str) -> None:
+    async def confirm(self, token_id: str, *, holder: str) -> None:
+        """Make ``holder``'s held use final."""
+        await self._database.execute(
+            "UPDATE ledger_entries SET holder = NULL, held_until_us = NULL "
+            "WHERE token_id = ? AND holder = ?",
+            (token_id, holder),
+        )
+
+    async def release(self, token_id: str, *, holder: str | None = None) -> None:
         """Forget a use, or turn it into the revocation that came meanwhile."""
 
         def release(connection: sqlite3.Connection) -> None:
-            # Two statements, each atomic; between them the row is still 'used',
-            # which is what it was: nobody else can consume it meanwhile.
+            # Two statements, each atomic. Between them the row is still 'used'
+            # and held by this holder: nobody else can consume it meanwhile.
             connection.execute(
                 "DELETE FROM ledger_entries WHERE token_id = ? AND state = 'used' "
-                "AND revoked_us IS NULL",
-                (token_id,),
+                "AND revoked_us IS NULL AND holder IS ?",
+                (token_id, holder),
             )
             connection.execute(
-                "UPDATE ledger_entries SET state = 'revoked', at_us = revoked_us "
-                "WHERE token_id = ? AND state = 'used' AND revoked_us IS NOT NULL",
-                (token_id,),
+                "UPDATE ledger_entries SET state = 'revoked', at_us = revoked_us, "
+                "holder = NULL, held_until_us = NULL WHERE token_id = ? "
+                "AND state = 'used' AND revoked_us IS NOT NULL AND holder IS ?",
+                (token_id, holder),
             )
 
         await self._database.run(release)
@@ -85,12 +114,10 @@ class SqliteLedger:
     async def lookup(self, token_id: str) -> LedgerEntry | None:
         """The entry for ``token_id``, if any."""
         row = await self._database.fetchone(
-            "SELECT state, at_us, expires_us FROM ledger_entries WHERE token_id = ?",
+            f"SELECT {_ENTRY} FROM ledger_entries WHERE token_id = ?",  # noqa: S608 - constant columns
             (token_id,),
         )
-        if row is None:
-            return None
-        return _entry(token_id, *row)
+        return None if row is None else self._entry(token_id, *row)
 
     async def revoke(self, token_id: str, *, expires_at: datetime) -> None:
         """Revoke ``token_id``; a used one stays used, and revoked if released."""
@@ -132,20 +159,41 @@ class SqliteLedger:
     ) -> LedgerEntry | None:
         """The token's own entry, else its subject's revocation, in one query."""
         row = await self._database.fetchone(
-            "SELECT e.state, e.at_us, e.expires_us, (SELECT max(before_us) "
-            "FROM subject_revocations WHERE subject = ? AND action IN (?, '') "
-            "AND before_us > ?) FROM (SELECT 1) "
-            "LEFT JOIN ledger_entries AS e ON e.token_id = ?",
+            "SELECT e.state, e.at_us, e.expires_us, e.revoked_us, e.holder, "
+            "e.held_until_us, (SELECT max(before_us) FROM subject_revocations "
+            "WHERE subject = ? AND action IN (?, '') AND before_us > ?) "
+            "FROM (SELECT 1) LEFT JOIN ledger_entries AS e ON e.token_id = ?",
             (subject, action, micros(issued_at), token_id),
         )
         if row is None:  # pragma: no cover - the query always yields one row
             return None
-        state, at, expires_at, revoked_before = row
-        if state is not None:
-            return _entry(token_id, state, at, expires_at)
+        *entry, revoked_before = row
+        if entry[0] is not None:
+            own = self._entry(token_id, *entry)
+            if own is not None:
+                return own
         if revoked_before is None:
             return None
         return _entry(token_id, "revoked", revoked_before, revoked_before)
+
+    def _entry(  # noqa: PLR0913, PLR0917 - one row's columns, in order
+        self,
+        token_id: str,
+        state: str,
+        at: int,
+        expires_at: int,
+        revoked_at: int | None,
+        holder: str | None,
+        held_until: int | None,
+    ) -> LedgerEntry | None:
+        """The entry as it stands now: a lapsed hold is no use at all."""
+        if holder is None or held_until is None:
+            return _entry(token_id, state, at, expires_at)
+        if held_until > micros(self._clock.now()):
+            return _entry(token_id, "held", at, expires_at)
+        if revoked_at is None:
+            return None
+        return _entry(token_id, "revoked", revoked_at, expires_at)
 
     async def _purge(self, now: datetime) -> None:
         if now - self._last_purge < PURGE_EVERY:
@@ -167,7 +215,11 @@ class SqliteLedger:
 def _entry(token_id: str, state: str, at: int, expires_at: int) -> LedgerEntry:
     return LedgerEntry(
         token_id=token_id,
-        state="revoked" if state == "revoked" else "used",
+        state="revoked"
+        if state == "revoked"
+        else "held"
+        if state == "held"
+        else "used",
         at=instant(at),
         expires_at=instant(expires_at),
     )

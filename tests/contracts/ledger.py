@@ -279,3 +279,63 @@ class LedgerContract:
         registry.declare(Action(name="invite", ttl=timedelta(days=1)))
         with pytest.raises(TokenRevokedError):
             await registry.redeem(link.token)
+
+    async def test_a_held_use_blocks_others_until_confirmed_or_lapsed(
+        self, backend, clock
+    ):
+        """Audit: a use is held while its handler runs; a lapsed hold frees it."""
+        from actionlinks.ledger import Hold
+
+        expires = clock.now() + timedelta(days=1)
+        first = Hold(holder="a", until=clock.now() + timedelta(minutes=5))
+        assert await backend.consume("t", expires_at=expires, hold=first)
+        assert (await backend.lookup("t")).state == "held"
+        second = Hold(holder="b", until=clock.now() + timedelta(minutes=10))
+        assert not await backend.consume("t", expires_at=expires, hold=second)
+        await backend.release("t", holder="b")  # not b's hold: nothing happens
+        assert (await backend.lookup("t")).state == "held"
+        clock.advance(timedelta(minutes=5))
+        assert await backend.lookup("t") is None
+        second = Hold(holder="b", until=clock.now() + timedelta(minutes=5))
+        assert await backend.consume("t", expires_at=expires, hold=second)
+        await backend.confirm("t", holder="a")  # too late: b holds it now
+        assert (await backend.lookup("t")).state == "held"
+        await backend.confirm("t", holder="b")
+        clock.advance(timedelta(hours=1))
+        assert (await backend.lookup("t")).state == "used"
+        assert not await backend.consume("t", expires_at=expires)
+
+    async def test_a_lapsed_hold_keeps_a_revocation(self, backend, clock):
+        """Revoked while held by a process that then died: revoked, not free."""
+        from actionlinks.ledger import Hold
+
+        expires = clock.now() + timedelta(days=1)
+        hold = Hold(holder="a", until=clock.now() + timedelta(minutes=5))
+        assert await backend.consume("t", expires_at=expires, hold=hold)
+        await backend.revoke("t", expires_at=expires)
+        clock.advance(timedelta(minutes=6))
+        assert (await backend.lookup("t")).state == "revoked"
+        assert not await backend.consume("t", expires_at=expires)
+
+    async def test_a_redemption_whose_process_died_can_be_redone(
+        self, registry, backend, clock
+    ):
+        """Audit: a link held by a crashed redemption works again after the hold."""
+        from actionlinks.errors import TokenAlreadyUsedError
+        from actionlinks.ledger import Hold
+        from actionlinks.registry import HOLD_FOR
+
+        link = await registry.mint("invite", subject="u")
+        crashed = Hold(holder="dead-process", until=clock.now() + HOLD_FOR)
+        assert await backend.consume(
+            link.claims.token_id, expires_at=link.claims.expires_at, hold=crashed
+        )
+        with pytest.raises(TokenAlreadyUsedError, match="being used"):
+            await registry.redeem(link.token)
+        clock.advance(HOLD_FOR)
+        assert await registry.redeem(link.token)
+        status = await registry._journal.status(link.claims.token_id)
+        assert status.state == "used"
+        with pytest.raises(TokenAlreadyUsedError) as caught:
+            await registry.redeem(link.token)
+        assert caught.value.used_at is not None

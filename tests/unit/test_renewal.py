@@ -9,7 +9,7 @@ import pytest
 from starlette.testclient import TestClient
 
 from actionlinks.actions import Action
-from actionlinks.errors import NotRenewableError
+from actionlinks.errors import NotRenewableError, TokenExpiredError, TokenRevokedError
 from actionlinks.home import initialize
 from actionlinks.registry import RENEWAL_WINDOW, ExpiredLink
 from actionlinks.service import Service
@@ -139,10 +139,22 @@ def test_renewal_ends_with_the_window(client, service, clock):
     assert offer(client, link) is None
 
 
-async def test_failed_delivery_gives_the_renewal_back(clock, issuer, ledger):
-    """If delivering the new link fails, the person may ask again, and the
-    undelivered link is revoked."""
-    from actionlinks.errors import HandlerError, TokenRevokedError
+def expired_of(link):
+    return ExpiredLink(
+        action=link.claims.action,
+        subject=link.claims.subject,
+        token_id=link.claims.token_id,
+        issued_at=link.claims.issued_at,
+        expired_at=link.claims.expires_at,
+        data=link.claims.data,
+    )
+
+
+@pytest.mark.parametrize("action", ["invite", "magic-signin"])
+async def test_failed_delivery_gives_the_renewal_back(clock, issuer, ledger, action):
+    """A failed delivery may be retried, also for actions that revoke earlier
+    links; the undelivered link is left alone (a late answer may have sent it)."""
+    from actionlinks.errors import HandlerError
     from actionlinks.registry import ActionRegistry
 
     attempts = []
@@ -153,21 +165,101 @@ async def test_failed_delivery_gives_the_renewal_back(clock, issuer, ledger):
             raise RuntimeError("mail server down")
 
     registry = ActionRegistry(issuer, ledger=ledger, base_url=BASE, clock=clock)
-    registry.declare(Action(name="invite", ttl=timedelta(days=1), renew=flaky))
-    link = await registry.mint("invite", subject="u")
+    registry.declare(Action(name=action, ttl=timedelta(minutes=15), renew=flaky))
+    link = await registry.mint(action, subject="u")
     clock.advance(timedelta(days=2))
-    expired = ExpiredLink(
-        action="invite",
-        subject="u",
-        token_id=link.claims.token_id,
-        issued_at=link.claims.issued_at,
-        expired_at=link.claims.expires_at,
-    )
+    expired = expired_of(link)
     with pytest.raises(HandlerError):
         await registry.renew(expired)
-    with pytest.raises(TokenRevokedError):
-        await registry.check(attempts[0].token)
+    assert await registry.check(attempts[0].token)
     assert await registry.is_renewable(expired)
-    assert (await registry.renew(expired)).claims.subject == "u"
+    clock.advance(timedelta(seconds=1))
+    renewed = await registry.renew(expired)
+    assert renewed.claims.subject == "u"
     with pytest.raises(NotRenewableError):
         await registry.renew(expired)
+    if action == "magic-signin":  # only the delivered, newest link works
+        with pytest.raises(TokenRevokedError):
+            await registry.check(attempts[0].token)
+    assert await registry.check(renewed.token)
+
+
+async def test_a_renewed_link_keeps_the_data_and_names_what_it_replaces(
+    clock, issuer, ledger
+):
+    """Audit: the new link carries the old one's data; link.replaces is its jti."""
+    from actionlinks.registry import ActionRegistry
+
+    delivered = []
+
+    async def renew(link):
+        delivered.append(link)
+
+    registry = ActionRegistry(issuer, ledger=ledger, base_url=BASE, clock=clock)
+    registry.declare(Action(name="invite", ttl=timedelta(days=1), renew=renew))
+    link = await registry.mint("invite", subject="u", data={"team": 7})
+    clock.advance(timedelta(days=2))
+    with pytest.raises(TokenExpiredError) as caught:
+        await registry.check(link.token)
+    renewed = await registry.renew(ExpiredLink.from_error(caught.value))
+    assert renewed.claims.data == {"team": 7}
+    assert renewed.replaces == link.claims.token_id
+    assert delivered == [renewed]
+
+
+async def test_a_state_bound_link_is_renewed_with_the_current_state(
+    clock, issuer, ledger
+):
+    """Audit: renewal of a state-bound action asks current_state."""
+    from actionlinks.registry import ActionRegistry
+
+    passwords = {"u": "hash-1"}
+
+    async def current(subject):
+        return passwords[subject]
+
+    async def renew(link):
+        pass
+
+    registry = ActionRegistry(issuer, ledger=ledger, base_url=BASE, clock=clock)
+    registry.declare(
+        Action(
+            name="password-reset",
+            ttl=timedelta(minutes=30),
+            binds_state=True,
+            current_state=current,
+            renew=renew,
+        )
+    )
+    link = await registry.mint("password-reset", subject="u", state="hash-1")
+    clock.advance(timedelta(hours=1))
+    passwords["u"] = "hash-2"
+    renewed = await registry.renew(expired_of(link))
+    assert (await registry.redeem(renewed.token)).claims.is_state_bound
+
+
+async def test_a_renewal_held_by_a_crashed_process_can_be_asked_again(
+    clock, issuer, ledger
+):
+    """A renewal whose process died before delivering lapses after the hold."""
+    from actionlinks.ledger import Hold
+    from actionlinks.registry import HOLD_FOR, ActionRegistry
+
+    async def renew(link):
+        pass
+
+    registry = ActionRegistry(issuer, ledger=ledger, base_url=BASE, clock=clock)
+    registry.declare(Action(name="invite", ttl=timedelta(days=1), renew=renew))
+    link = await registry.mint("invite", subject="u")
+    clock.advance(timedelta(days=2))
+    expired = expired_of(link)
+    crashed = Hold(holder="dead-process", until=clock.now() + HOLD_FOR)
+    await ledger.consume(
+        f"renew:{link.claims.token_id}",
+        expires_at=clock.now() + RENEWAL_WINDOW,
+        hold=crashed,
+    )
+    with pytest.raises(NotRenewableError):
+        await registry.renew(expired)
+    clock.advance(HOLD_FOR)
+    assert (await registry.renew(expired)).replaces == link.claims.token_id

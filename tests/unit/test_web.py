@@ -903,7 +903,7 @@ def test_handler_failure_that_could_not_release_does_not_say_nothing_was_used(
     from actionlinks.stores import MemoryStore
 
     class CannotRelease(MemoryLedger):
-        async def release(self, token_id):
+        async def release(self, token_id, *, holder=None):
             raise LedgerUnavailableError("disk full")
 
     async def broken(claims, form):
