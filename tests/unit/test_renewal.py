@@ -165,7 +165,14 @@ async def test_failed_delivery_gives_the_renewal_back(clock, issuer, ledger, act
             raise RuntimeError("mail server down")
 
     registry = ActionRegistry(issuer, ledger=ledger, base_url=BASE, clock=clock)
-    registry.declare(Action(name=action, ttl=timedelta(minutes=15), renew=flaky))
+    registry.declare(
+        Action(
+            name=action,
+            ttl=timedelta(minutes=15),
+            renew=flaky,
+            revokes_previous=action == "magic-signin",
+        )
+    )
     link = await registry.mint(action, subject="u")
     clock.advance(timedelta(days=2))
     expired = expired_of(link)
