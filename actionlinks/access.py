@@ -12,7 +12,7 @@ from datetime import timedelta
 from typing import TYPE_CHECKING
 
 from actionlinks.errors import InvalidArgumentError, TokenRevokedError
-from actionlinks.tokens import Purpose, TokenKind
+from actionlinks.tokens import Purpose, TokenKind, check_text
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
@@ -21,7 +21,7 @@ if TYPE_CHECKING:
     from actionlinks.ledger import Ledger
     from actionlinks.tokens import ActionClaims, MintedToken, TokenIssuer
 
-SCOPES = ("links:read", "links:write")
+SCOPES = ("links:read", "links:write", "metrics:read")
 """Every scope the HTTP API knows."""
 
 ACCESS = Purpose(
@@ -77,6 +77,7 @@ class AccessTokens:
         Raises:
             LedgerUnavailableError: the ledger failed.
         """
+        check_text(token_id, "the token id", field="jti", limit=64)
         expires_at = self._clock.now() + ACCESS.max_ttl + timedelta(minutes=5)
         await self._ledger.revoke(_ledger_key(token_id), expires_at=expires_at)
 

@@ -32,6 +32,7 @@ if TYPE_CHECKING:
 
 LINK_PATH = "/a/"
 _TOKEN_IN_URL = re.compile(r"/a/([^/?#]+)")
+_UNSAFE_IN_URL = re.compile(r'[\x00-\x20\x7f"<>\\^`{|}]')
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -215,6 +216,11 @@ def validate_base_url(base_url: str) -> str:
     if parts.query or parts.fragment or parts.username or parts.password:
         raise ConfigurationError(
             f"base URL {base_url[:64]!r} must not have a query or credentials"
+        )
+    if _UNSAFE_IN_URL.search(base_url):
+        raise ConfigurationError(
+            f"base URL {base_url[:64]!r} must not contain spaces, quotes or "
+            "control characters (percent-encode them)"
         )
     del port  # read only to validate it
     return base_url.rstrip("/")

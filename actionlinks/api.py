@@ -13,7 +13,8 @@ import json
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
-from starlette.responses import JSONResponse, Response
+from starlette.requests import ClientDisconnect
+from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
 from actionlinks.clock import format_instant
@@ -90,10 +91,15 @@ async def read_json(request: Request) -> dict[str, Any]:
     if declared.isdigit() and int(declared) > MAX_BODY_BYTES:
         raise too_large
     body = bytearray()
-    async for chunk in request.stream():
-        body.extend(chunk)
-        if len(body) > MAX_BODY_BYTES:
-            raise too_large
+    try:
+        async for chunk in request.stream():
+            body.extend(chunk)
+            if len(body) > MAX_BODY_BYTES:
+                raise too_large
+    except ClientDisconnect as exc:  # gone, or a body the server could not frame
+        raise RequestError(
+            "the body ended early", status=400, code="incomplete_body"
+        ) from exc
     try:
         value = json.loads(body.decode("utf-8"))
     except (UnicodeDecodeError, ValueError, RecursionError) as exc:
@@ -167,7 +173,25 @@ class ApiEndpoints:
                 methods=["GET"],
                 name=f"{ROUTE_PREFIX}status",
             ),
+            Route(
+                "/metrics",
+                self._guard(self.metrics, "metrics:read"),
+                methods=["GET"],
+                name=f"{ROUTE_PREFIX}metrics",
+            ),
         ]
+
+    async def metrics(self, request: Request, caller: ActionClaims) -> Response:
+        """GET /metrics: Prometheus text (scope metrics:read).
+
+        Behind a scope because the rejection counters say why links fail,
+        which the link pages deliberately do not.
+        """
+        return PlainTextResponse(
+            self._metrics.render(),
+            media_type="text/plain; version=0.0.4",
+            headers=_NO_STORE,
+        )
 
     @staticmethod
     def serves(request: Request) -> bool:

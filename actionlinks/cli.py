@@ -27,7 +27,7 @@ from actionlinks.errors import (
     LedgerUnavailableError,
     TokenError,
 )
-from actionlinks.home import initialize, replace_keys
+from actionlinks.home import change_keys, initialize
 from actionlinks.keyfile import load_keyring
 from actionlinks.keys import ALGORITHMS, parse_algorithm
 from actionlinks.links import status_json
@@ -274,15 +274,16 @@ def _keys(settings: Settings, clock: Clock, args: argparse.Namespace) -> int:
                     f"{row['created']}"
                 )
     elif args.keys_command == "rotate":
-        rotated = ring.rotated(args.alg, created_at=clock.now())
-        replace_keys(settings, rotated)
+        rotated = change_keys(
+            settings, lambda now: now.rotated(args.alg, created_at=clock.now())
+        )
         new = rotated.signing_key(args.alg)
         print(
             f"new {args.alg} signing key {new.key_id}; older ones still verify; "
             "a running service picks it up within seconds"
         )
     elif args.keys_command == "retire":
-        replace_keys(settings, ring.retired(args.kid))
+        change_keys(settings, lambda now: now.retired(args.kid))
         print(
             f"retired key {args.kid}; links and access tokens it signed no longer "
             "verify"
@@ -454,4 +455,12 @@ def main() -> NoReturn:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
         code = EXIT_CLOSED_PIPE
+    except OSError as exc:  # stdout is a full disk, say: the work may be done
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        print(
+            f"actionlinks: error: cannot write the output: {exc.strerror}",
+            file=sys.stderr,
+        )
+        code = EXIT_USAGE
     sys.exit(code)

@@ -7,23 +7,19 @@ service that is open at that moment: nothing is bound at start-up, so a
 service opened, closed and opened again, or served by several apps, always
 sends with a live client.
 
-The ``webhook-id`` of a one-time link's use is derived from its ``jti``: the
-failed attempt and the person's retry carry the same id, so a receiver that did
-the work but answered late can de-duplicate.
+The ``webhook-id`` of a one-time link's use is derived from its ``jti`` and the
+submitted form: the failed attempt and the person's retry of it carry the same
+id, so a receiver that did the work but answered late can de-duplicate.
 """
 
 from __future__ import annotations
 
+import json
 from typing import TYPE_CHECKING, Any
 
 from actionlinks.clock import format_instant
 from actionlinks.errors import ConfigurationError
-from actionlinks.webhooks import (
-    WebhookEndpoint,
-    WebhookSender,
-    message_id_for,
-    new_message_id,
-)
+from actionlinks.webhooks import WebhookEndpoint, WebhookSender, new_message_id
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping
@@ -95,10 +91,14 @@ class ServiceDispatcher:
         endpoint = self.endpoint(action)
         if endpoint is None:
             return None
+        # One id per submission of a one-time link: the same form resubmitted
+        # after a failure keeps it; another form (a different password) is
+        # another message. Each use of a multi-use link is its own event.
+        submitted = json.dumps(dict(form), sort_keys=True).encode()
         message_id = (
-            message_id_for(LINK_USED, claims.token_id)
+            endpoint.message_id(LINK_USED, claims.token_id, submitted)
             if action.one_time
-            else new_message_id()  # each use of a multi-use link is its own event
+            else new_message_id()
         )
         return await self._sender().send(
             endpoint,
@@ -127,7 +127,7 @@ class ServiceDispatcher:
             await self._sender().send(
                 endpoint,
                 event_type=LINK_RENEWED,
-                message_id=message_id_for(LINK_RENEWED, link.claims.token_id),
+                message_id=endpoint.message_id(LINK_RENEWED, link.claims.token_id),
                 data=_renewed(link),
             )
 

@@ -6,20 +6,20 @@ a ``Content-Length``; text must be UTF-8; uploads are refused.
 
 from __future__ import annotations
 
+from email import policy
+from email.parser import BytesParser
 from typing import TYPE_CHECKING
 from urllib.parse import parse_qsl
 
-from starlette.formparsers import MultiPartException, MultiPartParser
+from starlette.requests import ClientDisconnect
 
 from actionlinks.errors import RequestError
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncGenerator
-
-    from starlette.datastructures import Headers
     from starlette.requests import Request
 
 MAX_FORM_BYTES = 64 * 1024
+MAX_FIELDS = 64
 
 
 def _refused(status: int, code: str) -> RequestError:
@@ -38,11 +38,14 @@ async def read_form(request: Request, *, limit: int = MAX_FORM_BYTES) -> dict[st
         raise _refused(413, "body_too_large")
     chunks: list[bytes] = []
     size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise _refused(413, "body_too_large")
-        chunks.append(chunk)
+    try:
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit:
+                raise _refused(413, "body_too_large")
+            chunks.append(chunk)
+    except ClientDisconnect as exc:  # gone, or a body the server could not frame
+        raise _refused(400, "incomplete_body") from exc
     body = b"".join(chunks)
     kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if kind in ("", "application/x-www-form-urlencoded"):
@@ -50,32 +53,42 @@ async def read_form(request: Request, *, limit: int = MAX_FORM_BYTES) -> dict[st
             pairs = parse_qsl(
                 body.decode("ascii"),
                 keep_blank_values=True,
-                max_num_fields=64,
+                max_num_fields=MAX_FIELDS,
                 errors="strict",
             )
         except (UnicodeError, ValueError) as exc:
             raise _refused(400, "malformed_form") from exc
         return dict(pairs)
     if kind == "multipart/form-data":
-        return await _multipart(request.headers, body)
+        return _multipart(request.headers.get("content-type", ""), body)
     raise _refused(415, "unsupported_media_type")
 
 
-async def _multipart(headers: Headers, body: bytes) -> dict[str, str]:
-    async def stream() -> AsyncGenerator[bytes, None]:
-        yield body
-        yield b""
+def _multipart(content_type: str, body: bytes) -> dict[str, str]:
+    """The fields of a multipart/form-data body: UTF-8 text only, no files.
 
-    parser = MultiPartParser(
-        headers, stream(), max_files=0, max_fields=64, max_part_size=MAX_FORM_BYTES
-    )
-    try:
-        form = await parser.parse()
-    except (MultiPartException, ValueError, KeyError) as exc:
-        raise _refused(400, "malformed_form") from exc
+    Parsed with the standard library's MIME parser, strictly: Starlette's would
+    fall back to Latin-1 for text that is not UTF-8, and take a charset from the
+    request.
+    """
+    head = f"Content-Type: {content_type}\r\n\r\n".encode("latin-1", "replace")
+    message = BytesParser(policy=policy.HTTP).parsebytes(head + body)
+    if not message.is_multipart() or message.defects:
+        raise _refused(400, "malformed_form")
     result: dict[str, str] = {}
-    for name, value in form.multi_items():
-        if not isinstance(value, str):  # pragma: no cover - max_files=0 refuses
+    for count, part in enumerate(message.iter_parts()):
+        name = part.get_param("name", header="content-disposition")
+        if (
+            count >= MAX_FIELDS
+            or part.get_content_disposition() != "form-data"
+            or part.get_filename() is not None
+            or not isinstance(name, str)
+            or part.defects
+        ):
             raise _refused(400, "malformed_form")
-        result[name] = value
+        payload = part.get_payload(decode=True)
+        try:
+            result[name] = bytes(payload).decode("utf-8")
+        except (TypeError, UnicodeDecodeError) as exc:
+            raise _refused(400, "malformed_form") from exc
     return result

@@ -11,11 +11,12 @@ import os
 from typing import TYPE_CHECKING
 
 from actionlinks.errors import ConfigurationError, KeyFileError
-from actionlinks.keyfile import save_keyring
+from actionlinks.keyfile import save_keyring, update_keyring
 from actionlinks.keys import KeyRing
 from actionlinks.settings import default_config
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
     from pathlib import Path
 
     from actionlinks.clock import Clock
@@ -61,10 +62,11 @@ def initialize(settings: Settings, *, clock: Clock) -> list[Path]:
     return created
 
 
-def replace_keys(settings: Settings, ring: KeyRing) -> None:
-    """Write a rotated or retired ring over the keys file (mode 0600).
+def change_keys(settings: Settings, change: Callable[[KeyRing], KeyRing]) -> KeyRing:
+    """Rotate or retire keys in the keys file, one change at a time (mode 0600).
 
     Raises:
-        KeyFileError: the file cannot be written.
+        KeyFileError: the file cannot be read or written.
+        ConfigurationError: ``change`` refused.
     """
-    save_keyring(ring, settings.keys_path, replace=True)
+    return update_keyring(settings.keys_path, change)

@@ -9,6 +9,7 @@ service notices a rotated or retired key (a new file renamed into place) by one
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import secrets
@@ -19,6 +20,7 @@ from actionlinks.errors import KeyFileError
 from actionlinks.keys import KeyRing
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
     from pathlib import Path
 
 FileStamp = tuple[int, int, int, int]
@@ -100,6 +102,31 @@ def save_keyring(ring: KeyRing, path: Path, *, replace: bool = False) -> None:
     except OSError as exc:
         temporary.unlink(missing_ok=True)
         raise KeyFileError(f"cannot write keys file {path}: {exc.strerror}") from exc
+
+
+def update_keyring(path: Path, change: Callable[[KeyRing], KeyRing]) -> KeyRing:
+    """Read, ``change`` and write the keys file under an exclusive lock.
+
+    Concurrent rotations and retirements take turns, so none is lost and a
+    retired key never comes back. The lock is a private file beside the keys
+    file (``.keys.json.lock``); readers need no lock (writes are renames).
+
+    Raises:
+        KeyFileError: the file cannot be read, locked or written.
+        ConfigurationError: ``change`` refused (an unknown key, say).
+    """
+    lock = path.with_name(f".{path.name}.lock")
+    try:
+        fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o600)
+    except OSError as exc:
+        raise KeyFileError(f"cannot lock keys file {path}: {exc.strerror}") from exc
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        ring = change(load_keyring(path))
+        save_keyring(ring, path, replace=True)
+        return ring
+    finally:
+        os.close(fd)  # closing releases the lock
 
 
 class KeyFile:

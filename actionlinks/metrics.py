@@ -33,6 +33,9 @@ def _escape(value: str) -> str:
 
 _PARAM = re.compile(r"\{(\w+)(?::\w+)?\}")
 _SECRET_PARAMS = frozenset({"token"})
+# Label values come from this set only: a client inventing methods must not
+# invent time series.
+_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 _LONGEST_SEGMENT = 32
 _SAFE = "/:@!$&'()*+,;=-._~"
 
@@ -151,7 +154,8 @@ class TimingMiddleware:
             elapsed = time.perf_counter() - started
             route = scope.get("route")
             template = getattr(route, "path", None) or "unmatched"
-            self._metrics.observe(template, scope["method"], elapsed)
+            method = scope["method"] if scope["method"] in _METHODS else "other"
+            self._metrics.observe(template, method, elapsed)
             _log.info(
                 "%s %s %d %.1fms",
                 _encoded(scope["method"]),

@@ -20,6 +20,7 @@ after it closed.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import signal
 import threading
@@ -259,8 +260,20 @@ class Service:
             self._http = self._given_client or await stack.enter_async_context(
                 self._new_client()
             )
-            tasks = await stack.enter_async_context(anyio.create_task_group())
-            stack.callback(tasks.cancel_scope.cancel)
+            stopping = anyio.Event()
+            # The background work gets a task of its own, kept and awaited on
+            # close: whichever task closes the service last (two apps may share
+            # it) can stop it, which a task group entered here would forbid.
+            background = asyncio.create_task(self._run_background(stopping))
+            stack.push_async_callback(self._stop_background, stopping, background)
+        except BaseException:
+            self._http = None
+            await stack.aclose()
+            raise
+        self._stack = stack
+
+    async def _run_background(self, stopping: anyio.Event) -> None:
+        async with anyio.create_task_group() as tasks:
             tasks.start_soon(self._flush_forever)
             tasks.start_soon(self._watch_keys)
             if self._reload_on_sighup:
@@ -268,11 +281,16 @@ class Service:
                     tasks.start_soon(self._reload_on_signal)
                 else:  # signals reach only the main thread's event loop
                     _log.info("not in the main thread: SIGHUP will not reload keys")
-        except BaseException:
-            self._http = None
-            await stack.aclose()
-            raise
-        self._stack = stack
+            await stopping.wait()
+            tasks.cancel_scope.cancel()
+
+    @staticmethod
+    async def _stop_background(
+        stopping: anyio.Event, background: asyncio.Task[None]
+    ) -> None:
+        stopping.set()
+        with anyio.CancelScope(shield=True):
+            await background
 
     def _new_client(self) -> httpx.AsyncClient:
         transport = (

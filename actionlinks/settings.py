@@ -10,6 +10,7 @@ refused with the setting's name, never with a traceback.
 from __future__ import annotations
 
 import difflib
+import json
 import os
 import re
 import stat
@@ -35,7 +36,7 @@ DEFAULT_BASE_URL = "http://127.0.0.1:8000"
 ENV_PREFIX = "ACTIONLINKS_"
 MAX_DURATION = timedelta(days=3650)
 """No lifetime or retry delay is longer than ten years."""
-_DURATION = re.compile(r"(\d{1,12})\s*([smhdw]?)")
+_DURATION = re.compile(r"([0-9]{1,12})\s*([smhdw]?)")
 _UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 _MAX_SCHEDULE_STEPS = 50
 _DATABASE_SCHEMES = ("sqlite:///", "memory://", "postgresql://", "postgres://")
@@ -416,16 +417,17 @@ def _optional_text(options: Mapping[str, object], name: str, where: str) -> str 
 
 
 def default_config(base_url: str = DEFAULT_BASE_URL, issuer: str | None = None) -> str:
-    """The text of a new ``actionlinks.toml``."""
+    """The text of a new ``actionlinks.toml`` (values as TOML basic strings)."""
+    base_url, issuer = json.dumps(base_url), json.dumps(issuer or base_url)
     return f"""\
 # actionlinks configuration. ACTIONLINKS_* environment variables override it.
 # This file may hold webhook secrets: keep it private (mode 0600).
 
 # The public base URL every link is built from (never the request's Host).
-base_url = "{base_url}"
+base_url = {base_url}
 # The issuer (iss) of every token. It stays when base_url changes, so that
 # links and API access tokens already issued keep working.
-issuer = "{issuer or base_url}"
+issuer = {issuer}
 # Clock-skew leeway in seconds for expiry checks.
 leeway = 30
 # Origins an action's redirect may point to, besides the base URL's own.

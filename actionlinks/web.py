@@ -31,7 +31,6 @@ from starlette.middleware import Middleware
 from starlette.responses import (
     HTMLResponse,
     JSONResponse,
-    PlainTextResponse,
     RedirectResponse,
     Response,
 )
@@ -355,7 +354,9 @@ class LinkSite:
         registry = self.service.registry
         form = await read_form(request)
         try:
-            claims = registry.verify(token, ignore_state=True)
+            # Used and revoked links answer as on GET, before the form is
+            # looked at: the answer never tells a forged link from a dead one.
+            claims = await registry.check(token, ignore_state=True)
         except TokenError as exc:
             await registry.record_rejection(exc)
             raise
@@ -485,12 +486,6 @@ class LinkSite:
             return JSONResponse({"status": "unavailable"}, status_code=503)
         return JSONResponse({"status": "ok"})
 
-    async def metrics_text(self, request: Request) -> Response:
-        """GET /metrics: Prometheus text."""
-        return PlainTextResponse(
-            self.metrics.render(), media_type="text/plain; version=0.0.4"
-        )
-
     async def openapi(self, request: Request) -> Response:
         """GET /openapi.json: the HTTP API's description."""
         return JSONResponse(openapi_document(self.service.registry.base_url))
@@ -542,7 +537,6 @@ def create_app(service: Service) -> Starlette:
         Route("/renew", site.renew, methods=["POST"], name="renew"),
         Route("/.well-known/jwks.json", site.jwks, methods=["GET"], name="jwks"),
         Route("/healthz", site.healthz, methods=["GET"], name="healthz"),
-        Route("/metrics", site.metrics_text, methods=["GET"], name="metrics"),
         Route("/openapi.json", site.openapi, methods=["GET"], name="openapi"),
         Route("/favicon.ico", _no_content, methods=["GET"], name="favicon"),
         *api.routes(),
@@ -552,12 +546,15 @@ def create_app(service: Service) -> Starlette:
             name="static",
         ),
     ]
-    return Starlette(
+    app = Starlette(
         routes=routes,
         lifespan=lifespan,
         middleware=[Middleware(TimingMiddleware, metrics=metrics)],
         exception_handlers={ActionLinksError: error_response},
     )
+    # A trailing-slash redirect would be built from the Host header, token and all.
+    app.router.redirect_slashes = False
+    return app
 
 
 def app_from_env() -> Starlette:

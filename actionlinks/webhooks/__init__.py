@@ -14,7 +14,6 @@ from actionlinks.webhooks.guard import (
 from actionlinks.webhooks.sender import WebhookEndpoint, WebhookSender
 from actionlinks.webhooks.signing import (
     generate_secret,
-    message_id_for,
     new_message_id,
     secret_bytes,
     sign,
@@ -28,7 +27,6 @@ __all__ = [
     "check_url",
     "generate_secret",
     "is_private_literal",
-    "message_id_for",
     "new_message_id",
     "secret_bytes",
     "sign",

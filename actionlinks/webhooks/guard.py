@@ -27,6 +27,8 @@ if TYPE_CHECKING:
     from httpcore import AsyncNetworkStream
 
 _NAT64 = ipaddress.IPv6Network("64:ff9b::/96")
+_TRANSLATED = ipaddress.IPv6Network("::ffff:0:0:0/96")  # RFC 2765 IPv4-translated
+_SITE_LOCAL = ipaddress.IPv6Network("fec0::/10")  # deprecated, still routed locally
 _LOCAL_NAT64 = ipaddress.IPv6Network("64:ff9b:1::/48")  # RFC 8215: local use
 _IPV4_COMPATIBLE = ipaddress.IPv6Network("::/96")
 _LOOPBACK_NAMES = frozenset({"localhost", "localhost.localdomain"})
@@ -42,7 +44,7 @@ def is_public_address(address: str) -> bool:
         embedded = _embedded_ipv4(ip)
         if embedded is not None:
             return embedded.is_global and not embedded.is_multicast
-        if ip in _IPV4_COMPATIBLE or ip in _LOCAL_NAT64:
+        if ip in _IPV4_COMPATIBLE or ip in _LOCAL_NAT64 or ip in _SITE_LOCAL:
             return False  # ::a.b.c.d (deprecated) and local NAT64 reach IPv4 hosts
     return ip.is_global and not ip.is_multicast
 
@@ -50,7 +52,7 @@ def is_public_address(address: str) -> bool:
 def _embedded_ipv4(ip: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
     if ip.ipv4_mapped is not None:
         return ip.ipv4_mapped
-    if ip in _NAT64:
+    if ip in _NAT64 or ip in _TRANSLATED:
         return ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
     if ip.sixtofour is not None:
         return ip.sixtofour

@@ -8,6 +8,8 @@ status, or raises. Durable delivery with retries is the outbox's job.
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
@@ -16,6 +18,7 @@ import httpx
 
 from actionlinks.clock import format_instant
 from actionlinks.errors import WebhookDeliveryError
+from actionlinks.jws import b64url_encode
 from actionlinks.webhooks.guard import check_url, is_refused_destination
 from actionlinks.webhooks.signing import secret_bytes, signature_headers
 
@@ -52,6 +55,17 @@ class WebhookEndpoint:
     def __repr__(self) -> str:
         """Show where it posts, never the secret or the URL's query."""
         return f"WebhookEndpoint({self.shown!r})"
+
+    def message_id(self, event_type: str, about: str, content: bytes = b"") -> str:
+        """The one id of an event about ``about`` (a jti) with ``content``.
+
+        The same on every attempt of the same event, so a receiver that did the
+        work but answered late recognises the retry; keyed, so the id says
+        nothing about the content (a password) to whoever sees it.
+        """
+        message = b"\0".join((event_type.encode(), about.encode(), content))
+        digest = hmac.digest(self._key, message, hashlib.sha256)
+        return "msg_" + b64url_encode(digest[:16])
 
     def headers(
         self, *, message_id: str, timestamp: int, body: bytes

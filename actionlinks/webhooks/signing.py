@@ -2,9 +2,7 @@
 
 The signature is ``v1,`` + base64(HMAC-SHA256(secret, ``{id}.{timestamp}.{body}``))
 in the headers ``webhook-id``, ``webhook-timestamp`` and ``webhook-signature``;
-secrets are ``whsec_`` + base64 of 24-64 random bytes. Message ids of events
-that may be retried are derived from what the event is about, so every attempt
-carries the same id and receivers can de-duplicate.
+secrets are ``whsec_`` + base64 of 24-64 random bytes.
 """
 
 from __future__ import annotations
@@ -16,7 +14,6 @@ import hmac
 import secrets
 
 from actionlinks.errors import ConfigurationError
-from actionlinks.jws import b64url_encode
 
 SECRET_PREFIX = "whsec_"  # noqa: S105 - the prefix, not a secret
 _MIN_SECRET_BYTES = 24
@@ -68,13 +65,3 @@ def signature_headers(
 def new_message_id() -> str:
     """A fresh message id (``msg_`` + 128 random bits)."""
     return "msg_" + secrets.token_urlsafe(16)
-
-
-def message_id_for(event_type: str, subject_id: str) -> str:
-    """The one id of the event ``event_type`` about ``subject_id`` (a jti).
-
-    The same on every attempt, so a receiver that did the work but answered
-    late recognises the retry.
-    """
-    digest = hashlib.sha256(f"{event_type}\0{subject_id}".encode()).digest()
-    return "msg_" + b64url_encode(digest[:16])

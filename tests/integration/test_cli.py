@@ -442,3 +442,39 @@ def test_an_access_token_given_to_verify_is_of_another_kind(home):
     """verify names the kind mismatch, not an unknown action."""
     token = ok(run(home, "tokens", "issue", "--scope", "links:read")).strip()
     assert "another kind" in rejected(run(home, "verify", token))
+
+
+@pytest.mark.parametrize("jti", ["", "x" * 100_000, "\udcff"])
+def test_tokens_revoke_checks_the_id(home, jti):
+    """Audit: an empty, huge or undecodable id is one line and exit 2."""
+    arg = jti.encode("utf-8", "surrogateescape") if jti == "\udcff" else jti
+    result = subprocess.run(
+        [
+            str(SCRIPT).encode(),
+            b"tokens",
+            b"revoke",
+            arg if isinstance(arg, bytes) else arg.encode(),
+        ],
+        env={**os.environ, "ACTIONLINKS_HOME": str(home)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    one_line_exit_2(result)
+
+
+def test_an_unwritable_stdout_is_one_line_not_a_traceback(home):
+    """Audit: `mint … > /dev/full` says it could not write, exit 2."""
+    command = f"{SCRIPT} mint invite --sub u > /dev/full"
+    result = subprocess.run(
+        ["/bin/bash", "-c", command],
+        env={**os.environ, "ACTIONLINKS_HOME": str(home)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 2
+    assert result.stderr.startswith("actionlinks: error: cannot write the output")
+    assert "Traceback" not in result.stderr

@@ -22,7 +22,7 @@ from actionlinks import service as service_module
 from actionlinks.actions import Action
 from actionlinks.clock import SystemClock
 from actionlinks.errors import InvalidSignatureError, ServiceClosedError
-from actionlinks.home import initialize, replace_keys
+from actionlinks.home import change_keys, initialize
 from actionlinks.keyfile import load_keyring
 from actionlinks.service import Service
 from actionlinks.settings import Settings
@@ -44,8 +44,9 @@ def settings(tmp_path):
 
 def rotate(settings):
     ring = load_keyring(settings.keys_path)
-    rotated = ring.rotated("HS256", created_at=SystemClock().now())
-    replace_keys(settings, rotated)
+    rotated = change_keys(
+        settings, lambda now: now.rotated("HS256", created_at=SystemClock().now())
+    )
     return ring.signing_key("HS256").key_id, rotated.signing_key("HS256").key_id
 
 
@@ -64,7 +65,7 @@ async def test_a_rotated_keys_file_reaches_the_open_service_within_seconds(setti
         fresh = await service.registry.mint("invite", subject="u")
         assert fresh.claims.key_id == new_kid
         assert service.registry.verify(old_link.token).key_id == old_kid
-        replace_keys(settings, load_keyring(settings.keys_path).retired(old_kid))
+        change_keys(settings, lambda now: now.retired(old_kid))
         await wait_for(lambda: service.keys.get(old_kid) is None)
         with pytest.raises(InvalidSignatureError):
             service.registry.verify(old_link.token)
@@ -175,3 +176,30 @@ async def test_service_opened_twice_closes_once_and_reopens(settings):
         await service.registry.mint("invite", subject="u")
     async with service:
         assert await service.registry.mint("invite", subject="u")
+
+
+async def test_the_last_of_two_tasks_closes_the_service(settings):
+    """Audit: opened in one task, last closed in another: no cancel-scope error."""
+    service = Service(settings)
+    first_open, second_open, first_closed = anyio.Event(), anyio.Event(), anyio.Event()
+
+    async def first():
+        await service.open()
+        first_open.set()
+        await second_open.wait()
+        await service.aclose()
+        first_closed.set()
+
+    async def second():
+        await first_open.wait()
+        await service.open()
+        second_open.set()
+        await first_closed.wait()
+        assert service.is_open
+        assert await service.registry.mint("invite", subject="u")
+        await service.aclose()
+
+    async with anyio.create_task_group() as tasks:
+        tasks.start_soon(first)
+        tasks.start_soon(second)
+    assert not service.is_open

@@ -155,7 +155,10 @@ def test_jwks_healthz_metrics_and_openapi_are_served(server):
     with httpx.Client(base_url=server.base_url, timeout=10) as client:
         assert len(client.get("/.well-known/jwks.json").json()["keys"]) == 2
         assert client.get("/healthz").json() == {"status": "ok"}
-        assert "actionlinks_request_duration_seconds" in client.get("/metrics").text
+        token = server.cli("tokens", "issue", "--scope", "metrics:read").stdout.strip()
+        assert client.get("/metrics").status_code == 401
+        metrics = client.get("/metrics", headers={"Authorization": f"Bearer {token}"})
+        assert "actionlinks_request_duration_seconds" in metrics.text
         assert client.get("/openapi.json").json()["openapi"].startswith("3.")
 
 

@@ -260,3 +260,31 @@ def test_unreadable_keys_file_is_a_key_file_error(tmp_path):
     path.mkdir(mode=0o700)
     with pytest.raises(KeyFileError, match="cannot read"):
         load_keyring(path)
+
+
+def test_concurrent_key_changes_take_turns(tmp_path):
+    """Audit: ten rotations at once keep ten new keys; a retirement stays."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from actionlinks.keyfile import update_keyring
+
+    path = tmp_path / "keys.json"
+    save_keyring(KeyRing.generate(created_at=NOW), path)
+    old = load_keyring(path).signing_key("HS256").key_id
+    update_keyring(path, lambda ring: ring.rotated("HS256", created_at=NOW))
+
+    def change(number):
+        if number == 0:
+            return update_keyring(path, lambda ring: ring.retired(old))
+        algorithm = ("HS256", "EdDSA", "ES256")[number % 3]
+        return update_keyring(
+            path, lambda ring: ring.rotated(algorithm, created_at=NOW)
+        )
+
+    with ThreadPoolExecutor(max_workers=11) as pool:
+        list(pool.map(change, range(11)))
+    ring = load_keyring(path)
+    assert len(ring) == 3 + 1 + 10 - 1
+    assert ring.get(old) is None
+    lock = tmp_path / ".keys.json.lock"
+    assert stat.S_IMODE(lock.stat().st_mode) == 0o600

@@ -30,7 +30,8 @@ def test_durations_parse(text, seconds):
 
 
 @pytest.mark.parametrize(
-    "text", ["", "0", "0m", "soon", "-5", "1.5h", "5y", "9999999999"]
+    "text",
+    ["", "0", "0m", "soon", "-5", "1.5h", "5y", "9999999999", "\u0663d", "\uff11d"],
 )
 def test_bad_durations_are_refused(text):
     """Anything else is a configuration error, not a ValueError."""
@@ -247,3 +248,23 @@ def test_keys_file_may_live_elsewhere(tmp_path):
         {"ACTIONLINKS_HOME": str(tmp_path), "ACTIONLINKS_KEYS_FILE": "/run/keys.json"}
     )
     assert str(settings.keys_path) == "/run/keys.json"
+
+
+@pytest.mark.parametrize(
+    "url", ["https://x.example/%41", "https://x.example/é", "https://x.example/"]
+)
+def test_the_written_config_reads_back_the_same_base_url(tmp_path, url):
+    """Audit: init writes TOML strings escaped, so any base URL reads back."""
+    (tmp_path / "actionlinks.toml").write_text(default_config(url, url))
+    settings = Settings.from_env({"ACTIONLINKS_HOME": str(tmp_path)})
+    assert settings.base_url == url.rstrip("/")
+    assert settings.issuer == url
+
+
+@pytest.mark.parametrize(
+    "url", ['http://x/a"b', "http://x/a\nb", "http://x/ y", "http://x/a\\u0041"]
+)
+def test_base_urls_with_unsafe_characters_are_refused(tmp_path, url):
+    """Audit: quotes, spaces and controls would break links and the config."""
+    with pytest.raises(ConfigurationError, match="percent-encode"):
+        Settings(home=tmp_path, base_url=url)

@@ -379,7 +379,9 @@ def test_jwks_health_metrics_and_openapi(service, client):
     assert all("d" not in k for k in jwks["keys"])
     assert client.get("/healthz").json() == {"status": "ok"}
     client.get("/a/garbage")
-    metrics = client.get("/metrics")
+    assert client.get("/metrics").status_code == 401
+    scraper = service.access.issue(["metrics:read"]).token
+    metrics = client.get("/metrics", headers=bearer(scraper))
     assert metrics.headers["content-type"].startswith("text/plain")
     assert 'actionlinks_links_rejected_total{reason="malformed"} 1' in metrics.text
     assert "actionlinks_request_duration_seconds_bucket" in metrics.text
@@ -924,3 +926,101 @@ def test_handler_failure_that_could_not_release_does_not_say_nothing_was_used(
     assert response.status_code == 502
     assert "not used up" not in response.text
     assert "may be used up" in response.text
+
+
+# --- the audit's findings ----------------------------------------------------------
+
+
+async def test_a_dead_link_posted_without_a_nonce_answers_like_a_forged_one(
+    service, client
+):
+    """Audit: revoked and used links answer 400/409 before the form is read."""
+    revoked = await mint(service, "invite")
+    await service.registry.revoke(revoked.claims.token_id)
+    forged = client.post(f"/a/{revoked.token[:-3]}AAA", data={}, headers=JSON_ACCEPT)
+    dead = client.post(path(revoked), data={}, headers=JSON_ACCEPT)
+    assert (dead.status_code, dead.text) == (forged.status_code, forged.text)
+    used_link = await mint(service, "password-reset", sub="u")
+    service.registry.declare(Action(name="password-reset", ttl=timedelta(minutes=30)))
+    nonce = nonce_of(client.get(path(used_link)))
+    form = {
+        "nonce": nonce,
+        "password": "long-enough",
+        "password_confirm": "long-enough",
+    }
+    assert client.post(path(used_link), data=form).status_code == 200
+    again = client.post(path(used_link), data={"nonce": nonce, "password": "x"})
+    assert again.status_code == 409
+    assert 'name="password"' not in again.text
+
+
+def test_invented_methods_do_not_invent_metric_series(service, client):
+    """Audit: the latency histogram is labelled by known methods only."""
+    for number in range(20):
+        client.request(f"M{number:06d}", "/healthz")
+    scraper = service.access.issue(["metrics:read"]).token
+    text = client.get("/metrics", headers=bearer(scraper)).text
+    assert "M000001" not in text
+    assert 'method="other"' in text
+
+
+async def test_a_trailing_slash_is_a_404_not_a_redirect_built_from_host(
+    service, client
+):
+    """Audit: no 307 to a URL built from the Host header, token and all."""
+    link = await mint(service)
+    response = client.get(
+        path(link) + "/", headers={"Host": "evil.example"}, follow_redirects=False
+    )
+    assert response.status_code == 404
+    assert "location" not in response.headers
+
+
+async def test_a_body_the_client_never_finished_is_a_400(service):
+    """Audit: a disconnect while reading the form is a 4xx, never a 500."""
+    link = await mint_open(service)
+    sent = []
+
+    async def receive():
+        return {"type": "http.disconnect"}
+
+    async def send(message):
+        sent.append(message)
+
+    app = create_app(service)
+    async with service:
+        scope = {
+            "type": "http",
+            "method": "POST",
+            "path": path(link),
+            "raw_path": path(link).encode(),
+            "root_path": "",
+            "query_string": b"",
+            "headers": [(b"content-type", b"application/x-www-form-urlencoded")],
+            "client": ("127.0.0.1", 1),
+            "server": ("testserver", 80),
+            "scheme": "http",
+            "http_version": "1.1",
+        }
+        await app(scope, receive, send)
+    assert sent[0]["status"] == 400
+
+
+async def mint_open(service, action="email-confirm"):
+    async with service:
+        return await service.registry.mint(action, subject="u")
+
+
+async def test_multipart_text_must_be_utf_8(service, client):
+    """Audit: a Latin-1 multipart field is refused like a urlencoded one."""
+    link = await mint(service, "unsubscribe")
+    body = (
+        b'--b\r\nContent-Disposition: form-data; name="List-Unsubscribe"\r\n\r\n'
+        b"One-Click\xe4\r\n--b--\r\n"
+    )
+    response = client.post(
+        path(link),
+        content=body,
+        headers={"content-type": "multipart/form-data; boundary=b; charset=latin-1"},
+    )
+    assert response.status_code == 400

@@ -20,7 +20,6 @@ from actionlinks.webhooks import (
     WebhookSender,
     generate_secret,
     guard,
-    message_id_for,
     secret_bytes,
     sign,
 )
@@ -73,13 +72,17 @@ def test_body_is_signed_exactly_as_sent():
     )
 
 
-def test_message_id_of_an_event_is_derived_and_stable():
-    """Issue 6 item 6: the same event about the same jti has one id, always."""
-    first = message_id_for("link.used", "jti-1")
-    assert first == message_id_for("link.used", "jti-1")
+def test_message_id_of_an_event_is_derived_keyed_and_stable():
+    """Issue 6 item 6: one event, one id; keyed, so it hides what was sent."""
+    endpoint = WebhookEndpoint(URL, secret=generate_secret())
+    first = endpoint.message_id("link.used", "jti-1", b'{"password":"a"}')
+    assert first == endpoint.message_id("link.used", "jti-1", b'{"password":"a"}')
     assert first.startswith("msg_")
-    assert first != message_id_for("link.used", "jti-2")
-    assert first != message_id_for("link.renewed", "jti-1")
+    assert first != endpoint.message_id("link.used", "jti-1", b'{"password":"b"}')
+    assert first != endpoint.message_id("link.used", "jti-2", b'{"password":"a"}')
+    assert first != endpoint.message_id("link.renewed", "jti-1", b'{"password":"a"}')
+    other = WebhookEndpoint(URL, secret=generate_secret())
+    assert first != other.message_id("link.used", "jti-1", b'{"password":"a"}')
 
 
 # --- sending ----------------------------------------------------------------------
@@ -193,6 +196,9 @@ def test_plain_http_to_this_machine_is_allowed(url):
         "64:ff9b:1::a9fe:a9fe",  # local-use NAT64
         "2002:7f00:1::",  # 6to4 of 127.0.0.1
         "2001:0:4136:e378:8000:63bf:80ff:fffe",  # Teredo client 127.0.0.1
+        "::ffff:0:7f00:1",  # IPv4-translated 127.0.0.1
+        "::ffff:0:a00:1",  # IPv4-translated 10.0.0.1
+        "fec0::1",  # site-local
         "224.0.0.1",
         "not an address",
     ],
@@ -298,10 +304,11 @@ async def test_real_client_refuses_loopback_before_sending(host):
 
 
 async def test_link_used_webhook_verifies_and_keeps_its_id_on_retry(issuer):
-    """Issue 6 item 6: a failed use and the retry carry the same webhook-id."""
+    """Issue 6 item 6: a failed use and its retry carry the same webhook-id;
+    another submission (the audit's different password) is another message."""
     secret = generate_secret()
     seen = []
-    statuses = [500, 204]
+    statuses = [500, 204, 204]
 
     def receive(request):
         seen.append(request)
@@ -319,9 +326,10 @@ async def test_link_used_webhook_verifies_and_keeps_its_id_on_retry(issuer):
         with pytest.raises(WebhookDeliveryError):
             await dispatcher.use(action, claims, {"note": "hi"})
         assert await dispatcher.use(action, claims, {"note": "hi"}) == 204
-    first, second = seen
+        assert await dispatcher.use(action, claims, {"note": "bye"}) == 204
+    first, second, third = seen
     assert first.headers["webhook-id"] == second.headers["webhook-id"]
-    assert first.headers["webhook-id"] == message_id_for("link.used", claims.token_id)
+    assert third.headers["webhook-id"] != first.headers["webhook-id"]
     payload = Webhook(secret).verify(second.content, dict(second.headers))
     assert payload["type"] == "link.used"
     assert payload["data"]["sub"] == "user:42"
@@ -363,9 +371,10 @@ async def test_renewed_link_is_announced_to_the_handler_url(issuer):
     payload = Webhook(secret).verify(request.content, dict(request.headers))
     assert payload["type"] == "link.renewed"
     assert payload["data"]["url"] == link.url
-    assert request.headers["webhook-id"] == message_id_for(
+    assert request.headers["webhook-id"] == dispatcher.endpoint(action).message_id(
         "link.renewed", minted.claims.token_id
     )
+    assert payload["data"]["replaces"] is None
     assert dispatcher.renewer(Action(name="invite", ttl=timedelta(days=1))) is None
 
 
