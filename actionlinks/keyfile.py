@@ -23,8 +23,9 @@ if TYPE_CHECKING:
     from collections.abc import Callable
     from pathlib import Path
 
-FileStamp = tuple[int, int, int, int]
-"""Device, inode, size and modification time (ns): changes when the file does."""
+FileStamp = tuple[int, int, int, int, int]
+"""Device, inode, mode, size and modification time (ns): changes when the file
+does, and when its permissions are fixed (``chmod 600``)."""
 
 
 def load_keyring(path: Path) -> KeyRing:
@@ -38,7 +39,7 @@ def load_keyring(path: Path) -> KeyRing:
 
 
 def _stamp(info: os.stat_result) -> FileStamp:
-    return (info.st_dev, info.st_ino, info.st_size, info.st_mtime_ns)
+    return (info.st_dev, info.st_ino, info.st_mode, info.st_size, info.st_mtime_ns)
 
 
 def _load(path: Path) -> tuple[KeyRing, FileStamp]:

@@ -289,7 +289,10 @@ def _parse_created(value: object, key_id: str) -> datetime:
         raise KeyFileError(f"key {key_id!r}: 'created' is not ISO 8601") from exc
     if created.tzinfo is None:
         raise KeyFileError(f"key {key_id!r}: 'created' needs a UTC offset")
-    return created.astimezone(UTC)
+    try:
+        return created.astimezone(UTC)
+    except OverflowError as exc:  # 0001-01-01T00:00+01:00 is before year 1 in UTC
+        raise KeyFileError(f"key {key_id!r}: 'created' is out of range") from exc
 
 
 def _private_from_jwk(

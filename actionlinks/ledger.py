@@ -80,6 +80,10 @@ class Ledger(Protocol):
         """Make ``holder``'s held use of ``token_id`` final."""
         ...
 
+    async def extend(self, token_id: str, *, hold: Hold) -> bool:
+        """Move the deadline of ``hold.holder``'s hold; whether it still held it."""
+        ...
+
     async def release(self, token_id: str, *, holder: str | None = None) -> None:
         """Undo a use (``holder``'s hold, or a final use when ``None``).
 
@@ -204,6 +208,14 @@ class MemoryLedger:
         hold = self._holds.get(token_id)
         if hold is not None and hold.holder == holder:
             del self._holds[token_id]
+
+    async def extend(self, token_id: str, *, hold: Hold) -> bool:
+        """Move the deadline of ``hold.holder``'s hold."""
+        current = self._holds.get(token_id)
+        if current is None or current.holder != hold.holder:
+            return False
+        self._holds[token_id] = hold
+        return True
 
     async def release(self, token_id: str, *, holder: str | None = None) -> None:
         """Forget a use, or turn it into the revocation that came meanwhile."""

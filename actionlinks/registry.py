@@ -13,7 +13,7 @@ import logging
 import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 import anyio
 
@@ -51,6 +51,7 @@ if TYPE_CHECKING:
     from actionlinks.tokens import ActionClaims, Purpose, TokenIssuer
 
 _log = logging.getLogger("actionlinks")
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -356,7 +357,14 @@ class ActionRegistry:
             await self._rejected(exc, claims)
             raise
         try:
-            result = await self._dispatcher.use(declared, claims, form or {})
+            result = await self._holding(
+                claims.token_id,
+                holder,
+                self._dispatcher.use,
+                declared,
+                claims,
+                form or {},
+            )
         except BaseException as exc:
             released = await self._undo(claims, holder)
             if isinstance(exc, Exception):
@@ -410,6 +418,45 @@ class ActionRegistry:
                 self._raise_for_entry(claims, "used", None)
             self._raise_for_entry(claims, entry.state, entry.at)
         return hold.holder
+
+    async def _holding(
+        self,
+        token_id: str,
+        holder: str | None,
+        work: Callable[..., Awaitable[T]],
+        *args: Any,  # noqa: ANN401 - passed through to work
+    ) -> T:
+        """Run ``work`` while keeping ``holder``'s hold of ``token_id`` alive.
+
+        A handler that runs longer than :data:`HOLD_FOR` still holds the link,
+        so no second redemption takes it over; only a dead process lets a hold
+        lapse.
+        """
+        if holder is None:
+            return await work(*args)
+        try:
+            async with anyio.create_task_group() as tasks:
+                tasks.start_soon(self._keep_holding, token_id, holder)
+                try:
+                    return await work(*args)
+                finally:
+                    tasks.cancel_scope.cancel()
+        except BaseExceptionGroup as group:  # the work's own failure, unwrapped
+            failure: BaseException = (
+                group.exceptions[0] if len(group.exceptions) == 1 else group
+            )
+        raise failure
+
+    async def _keep_holding(self, token_id: str, holder: str) -> None:
+        while True:
+            await anyio.sleep((HOLD_FOR / 3).total_seconds())
+            hold = Hold(holder=holder, until=self._clock.now() + HOLD_FOR)
+            try:
+                if not await self._ledger.extend(token_id, hold=hold):
+                    _log.warning("link %s: its hold was lost", token_id)
+                    return
+            except LedgerUnavailableError as exc:
+                _log.warning("link %s: could not extend its hold: %s", token_id, exc)
 
     def _new_hold(self) -> Hold:
         return Hold(
@@ -539,7 +586,7 @@ class ActionRegistry:
             raise NotRenewableError("the link was renewed already")
         try:
             link = await self._mint_renewal(action, expired)
-            await renewer(link)
+            await self._holding(marker, hold.holder, renewer, link)
         except BaseException as exc:
             # The undelivered link is left alone: a late answer may have sent it.
             with anyio.CancelScope(shield=True):

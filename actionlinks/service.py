@@ -129,6 +129,7 @@ class Service:
         self._reload_on_sighup = reload_on_sighup
         self._log_warnings = log_warnings
         self._opened = 0
+        self._starting: anyio.Lock | None = None
         self._stack: AsyncExitStack | None = None
         self.check_actions()
 
@@ -233,9 +234,12 @@ class Service:
             LedgerUnavailableError: the store cannot be opened.
             ConfigurationError: an invalid action.
         """
-        if self._opened == 0:
-            await self._start()
-        self._opened += 1
+        if self._starting is None:  # created here: anyio needs a running loop
+            self._starting = anyio.Lock()
+        async with self._starting:  # two openers at once start it once
+            if self._opened == 0:
+                await self._start()
+            self._opened += 1
 
     async def aclose(self) -> None:
         """Stop the tasks, write what is pending, close the client and store."""
@@ -290,7 +294,12 @@ class Service:
     ) -> None:
         stopping.set()
         with anyio.CancelScope(shield=True):
-            await background
+            try:
+                await background
+            except asyncio.CancelledError:
+                if not background.cancelled():  # not the task's own: ours
+                    raise
+                # asyncio.run cancels every task at a forced shutdown: done.
 
     def _new_client(self) -> httpx.AsyncClient:
         transport = (
@@ -334,12 +343,17 @@ class Service:
                 await self.store.links.flush()
             except LedgerUnavailableError as exc:
                 _log.warning("pending link views were not recorded: %s", exc)
+            except Exception:  # noqa: BLE001 - a bug must not stop the work for good
+                _log.exception("writing pending link views failed")
 
     async def _watch_keys(self) -> None:
         while True:
             await anyio.sleep(KEYS_CHECK_EVERY.total_seconds())
-            if await anyio.to_thread.run_sync(self._keyfile.has_changed):
-                await self.reload_keys()
+            try:
+                if await anyio.to_thread.run_sync(self._keyfile.has_changed):
+                    await self.reload_keys()
+            except Exception:  # noqa: BLE001 - a bug must not stop the watching
+                _log.exception("checking the keys file failed")
 
     async def _reload_on_signal(self) -> None:
         with anyio.open_signal_receiver(signal.SIGHUP) as signals:

@@ -39,6 +39,7 @@ MAX_DURATION = timedelta(days=3650)
 _DURATION = re.compile(r"([0-9]{1,12})\s*([smhdw]?)")
 _UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 _MAX_SCHEDULE_STEPS = 50
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _DATABASE_SCHEMES = ("sqlite:///", "memory://", "postgresql://", "postgres://")
 _ACTION_FIELDS = frozenset(
     {
@@ -276,6 +277,8 @@ def _coerce(values: Mapping[str, Any]) -> dict[str, Any]:  # noqa: C901 - a flat
 def _text(value: object, name: str) -> str:
     if not isinstance(value, str) or not value or len(value) > 2048:
         raise ConfigurationError(f"{name} must be text of 1-2048 characters")
+    if _CONTROL.search(value):
+        raise ConfigurationError(f"{name} must not contain control characters")
     return value
 
 
@@ -411,8 +414,10 @@ def _option_flag(options: Mapping[str, object], name: str, default: bool) -> boo
 
 def _optional_text(options: Mapping[str, object], name: str, where: str) -> str | None:
     value = options.get(name)
-    if value is not None and not isinstance(value, str):
-        raise ConfigurationError(f"{where} {name} must be a string")
+    if value is None:
+        return None
+    if not isinstance(value, str) or _CONTROL.search(value):
+        raise ConfigurationError(f"{where} {name} must be text without control codes")
     return value
 
 

@@ -258,9 +258,15 @@ class LinkSite:
             self.metrics.count("actionlinks_links_rejected_total", "reason", exc.code)
         message = outcome.message
         extra: dict[str, Any] = {}
-        if isinstance(exc, TokenAlreadyUsedError) and exc.used_at is not None:
-            message = f"This link was already used on {_human(exc.used_at)}."
-            extra["used_at"] = format_instant(exc.used_at)
+        if isinstance(exc, TokenAlreadyUsedError):
+            if exc.used_at is None:
+                message = (
+                    "This link is being used right now. If nothing comes of it, "
+                    "it works again in a few minutes."
+                )
+            else:
+                message = f"This link was already used on {_human(exc.used_at)}."
+                extra["used_at"] = format_instant(exc.used_at)
         renewal = await self._renewal_offer(exc)
         if renewal is not None:
             message += " You can ask for a new one."
@@ -429,6 +435,7 @@ class LinkSite:
             "jti": expired.token_id,
             "iat": expired.issued_at.isoformat(),
             "exp": expired.expired_at.isoformat(),
+            "dat": expired.data,
         }
         return str(self.signers.renewals.dumps(offer))
 
@@ -444,6 +451,7 @@ class LinkSite:
                 token_id=str(offer["jti"]),
                 issued_at=datetime.fromisoformat(offer["iat"]),
                 expired_at=datetime.fromisoformat(offer["exp"]),
+                data=_object_or_none(offer.get("dat")),
             )
         except (itsdangerous.BadData, KeyError, TypeError, ValueError) as exc:
             raise invalid from exc
@@ -489,6 +497,12 @@ class LinkSite:
     async def openapi(self, request: Request) -> Response:
         """GET /openapi.json: the HTTP API's description."""
         return JSONResponse(openapi_document(self.service.registry.base_url))
+
+
+def _object_or_none(value: object) -> dict[str, Any] | None:
+    if value is None or isinstance(value, dict):
+        return value
+    raise TypeError(value)
 
 
 def _path(request: Request, path: str) -> str:

@@ -91,6 +91,15 @@ class SqliteLedger:
             (token_id, holder),
         )
 
+    async def extend(self, token_id: str, *, hold: Hold) -> bool:
+        """Move the deadline of ``hold.holder``'s hold."""
+        changed = await self._database.execute(
+            "UPDATE ledger_entries SET held_until_us = ? "
+            "WHERE token_id = ? AND holder = ?",
+            (micros(hold.until), token_id, hold.holder),
+        )
+        return changed == 1
+
     async def release(self, token_id: str, *, holder: str | None = None) -> None:
         """Forget a use, or turn it into the revocation that came meanwhile."""
 

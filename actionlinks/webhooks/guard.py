@@ -11,6 +11,7 @@ that changes between a check and the connection (rebinding) gains nothing.
 from __future__ import annotations
 
 import ipaddress
+import re
 import socket
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
@@ -32,6 +33,7 @@ _SITE_LOCAL = ipaddress.IPv6Network("fec0::/10")  # deprecated, still routed loc
 _LOCAL_NAT64 = ipaddress.IPv6Network("64:ff9b:1::/48")  # RFC 8215: local use
 _IPV4_COMPATIBLE = ipaddress.IPv6Network("::/96")
 _LOOPBACK_NAMES = frozenset({"localhost", "localhost.localdomain"})
+_UNSAFE = re.compile(r'[\x00-\x20\x7f"<>\\^`{|}]')
 
 
 def is_public_address(address: str) -> bool:
@@ -96,6 +98,8 @@ def check_url(url: str, *, what: str) -> str:
             ``http`` to another machine.
     """
     try:
+        if _UNSAFE.search(url):
+            raise ValueError(url)  # noqa: TRY301 - one message for every bad URL
         parts = urlsplit(url)
         parts.port  # noqa: B018 - validates the port
     except ValueError as exc:

@@ -339,3 +339,32 @@ class LedgerContract:
         with pytest.raises(TokenAlreadyUsedError) as caught:
             await registry.redeem(link.token)
         assert caught.value.used_at is not None
+
+    async def test_a_long_handler_keeps_its_hold(
+        self, registry, backend, clock, monkeypatch
+    ):
+        """Second audit: a live holder extends its hold; nobody takes over."""
+        from actionlinks import registry as registry_module
+        from actionlinks.errors import TokenAlreadyUsedError
+
+        monkeypatch.setattr(registry_module, "HOLD_FOR", timedelta(seconds=0.3))
+        release = anyio.Event()
+        runs = []
+
+        async def slow(claims, form):
+            runs.append(1)
+            await release.wait()
+
+        registry.declare(Action(name="invite", ttl=timedelta(days=1), handler=slow))
+        link = await registry.mint("invite", subject="u")
+        async with anyio.create_task_group() as tasks:
+            tasks.start_soon(registry.redeem, link.token)
+            await anyio.sleep(0.05)
+            for _ in range(3):  # well past the hold, in the clock's time and ours
+                clock.advance(timedelta(seconds=1))
+                await anyio.sleep(0.2)
+                with pytest.raises(TokenAlreadyUsedError):
+                    await registry.redeem(link.token)
+            release.set()
+        assert runs == [1]
+        assert (await backend.lookup(link.claims.token_id)).state == "used"

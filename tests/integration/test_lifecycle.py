@@ -203,3 +203,57 @@ async def test_the_last_of_two_tasks_closes_the_service(settings):
         tasks.start_soon(first)
         tasks.start_soon(second)
     assert not service.is_open
+
+
+async def test_fixing_the_keys_files_mode_is_noticed(settings):
+    """Second audit: after `chmod 600` (the log's advice) the keys load."""
+    from actionlinks.keyfile import save_keyring
+
+    async with Service(settings) as service:
+        rotated = load_keyring(settings.keys_path).rotated(
+            "HS256", created_at=SystemClock().now()
+        )
+        new_kid = rotated.signing_key("HS256").key_id
+        readable = settings.keys_path.with_name("readable.json")
+        save_keyring(rotated, readable)
+        readable.chmod(0o644)
+        readable.replace(settings.keys_path)  # in place, readable by others
+        await anyio.sleep(1.5)
+        assert service.keys.get(new_kid) is None
+        settings.keys_path.chmod(0o600)
+        await wait_for(lambda: service.keys.get(new_kid) is not None)
+
+
+async def test_the_watcher_survives_a_keys_file_it_cannot_read(settings):
+    """Second audit: a broken file is logged; a good one later is still loaded."""
+    import json as json_module
+
+    async with Service(settings) as service:
+        document = json_module.loads(settings.keys_path.read_text())
+        document["keys"][0]["created"] = "0001-01-01T00:00:00+01:00"
+        broken = settings.keys_path.with_name("broken.json")
+        broken.write_text(json_module.dumps(document))
+        broken.chmod(0o600)
+        broken.replace(settings.keys_path)
+        await anyio.sleep(1.5)
+        with pytest.raises(Exception):  # noqa: B017, PT011 - anything but a crash
+            load_keyring(settings.keys_path)
+        document["keys"][0]["created"] = "2026-01-01T00:00:00+00:00"
+        settings.keys_path.write_text(json_module.dumps(document))
+        _, new_kid = rotate(settings)
+        await wait_for(lambda: service.keys.get(new_kid) is not None)
+
+
+async def test_two_openers_at_once_start_one_background_task(settings):
+    """Second audit: concurrent open() calls start the service once."""
+    service = Service(settings)
+    async with anyio.create_task_group() as tasks:
+        tasks.start_soon(service.open)
+        tasks.start_soon(service.open)
+    stack = service._stack
+    assert service.is_open
+    await service.aclose()
+    assert service._stack is stack
+    await service.aclose()
+    assert service._stack is None
+    assert not service.is_open

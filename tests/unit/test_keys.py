@@ -288,3 +288,14 @@ def test_concurrent_key_changes_take_turns(tmp_path):
     assert ring.get(old) is None
     lock = tmp_path / ".keys.json.lock"
     assert stat.S_IMODE(lock.stat().st_mode) == 0o600
+
+
+def test_a_creation_time_out_of_range_is_a_key_file_error(tmp_path):
+    """Second audit: 0001-01-01T00:00+01:00 is refused, not an OverflowError."""
+    path = tmp_path / "keys.json"
+    save_keyring(KeyRing.generate(created_at=NOW), path)
+    document = json.loads(path.read_text())
+    document["keys"][0]["created"] = "0001-01-01T00:00:00+01:00"
+    path.write_text(json.dumps(document))
+    with pytest.raises(KeyFileError, match="out of range"):
+        load_keyring(path)

@@ -270,3 +270,19 @@ async def test_a_renewal_held_by_a_crashed_process_can_be_asked_again(
         await registry.renew(expired)
     clock.advance(HOLD_FOR)
     assert (await registry.renew(expired)).replaces == link.claims.token_id
+
+
+def test_a_link_renewed_through_the_web_keeps_its_data(
+    client, service, clock, delivered
+):
+    """Second audit: the signed renewal offer carries the data to the new link."""
+    link = client.portal.call(
+        lambda: service.registry.mint("invite", subject="u", data={"team": 7})
+    )
+    clock.advance(timedelta(days=2))
+    assert (
+        client.post("/renew", data={"renewal": offer(client, link)}).status_code == 200
+    )
+    (renewed,) = delivered
+    assert renewed.claims.data == {"team": 7}
+    assert renewed.replaces == link.claims.token_id

@@ -268,3 +268,18 @@ def test_base_urls_with_unsafe_characters_are_refused(tmp_path, url):
     """Audit: quotes, spaces and controls would break links and the config."""
     with pytest.raises(ConfigurationError, match="percent-encode"):
         Settings(home=tmp_path, base_url=url)
+
+
+@pytest.mark.parametrize(
+    "toml",
+    [
+        'keys_file = "\\u0000"\n',
+        'database_url = "sqlite:///\\u0000"\n',
+        '[actions.invite]\nhandler_url = "https://a.com\\u0000/x"\n',
+    ],
+)
+def test_control_characters_in_settings_are_refused(tmp_path, toml):
+    """Second audit: NUL in a path or URL is a configuration error, not a crash."""
+    (tmp_path / "actionlinks.toml").write_text(toml)
+    with pytest.raises(ConfigurationError):
+        Settings.from_env({"ACTIONLINKS_HOME": str(tmp_path)})

@@ -1024,3 +1024,79 @@ async def test_multipart_text_must_be_utf_8(service, client):
         headers={"content-type": "multipart/form-data; boundary=b; charset=latin-1"},
     )
     assert response.status_code == 400
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        # nested comments made the stdlib MIME parser recurse past its limit
+        b"--b\r\nContent-Disposition: form-data; name=x"
+        + b"(" * 1000
+        + b"\r\n\r\nv\r\n--b--\r\n",
+        # and 16,000 parameters cost it over a second of event-loop time
+        b"--b\r\nContent-Disposition: form-data; name=x"
+        + b";a=b" * 16200
+        + b"\r\n\r\nv\r\n--b--\r\n",
+        (
+            b'--b\r\nContent-Disposition: form-data; name="a"\r\n'
+            b"Content-Transfer-Encoding: base64\r\n\r\nYWJj\r\n--b--\r\n"
+        ),
+        (
+            b"--b\r\nContent-Disposition: form-data; name*=utf-8''%C3%A9"
+            b"\r\n\r\nv\r\n--b--\r\n"
+        ),
+        (
+            b'--b\r\nContent-Disposition: form-data; name="a"\r\n'
+            b"Content-Type: text/plain; charset=latin-1\r\n\r\nv\r\n--b--\r\n"
+        ),
+        b'--b\r\nContent-Disposition: form-data; name="a"\r\n\r\nv\r\n',
+    ],
+)
+async def test_hostile_multipart_is_a_quick_400(service, client, body):
+    """Second audit: the multipart reader is strict, linear and never a 500."""
+    link = await mint(service, "unsubscribe")
+    for target in (path(link), "/renew"):
+        response = client.post(
+            target,
+            content=body,
+            headers={"content-type": "multipart/form-data; boundary=b"},
+        )
+        assert response.status_code == 400
+
+
+def test_a_hostile_multipart_content_type_is_a_400(client):
+    """Second audit: the header alone cannot crash the reader."""
+    header = "multipart/form-data; boundary=b; x=" + "(" * 1000
+    response = client.post("/renew", content=b"x", headers={"content-type": header})
+    assert response.status_code == 400
+
+
+async def test_browsers_multipart_forms_are_read(service, client):
+    """What Chromium sends (quoted boundary, a closing CRLF) is read."""
+    link = await mint(service, "unsubscribe")
+    boundary = "----WebKitFormBoundaryA1b2"
+    body = (
+        f"--{boundary}\r\n"
+        'Content-Disposition: form-data; name="List-Unsubscribe"\r\n\r\n'
+        f"One-Click\r\n--{boundary}--\r\n"
+    ).encode()
+    response = client.post(
+        path(link),
+        content=body,
+        headers={"content-type": f'multipart/form-data; boundary="{boundary}"'},
+    )
+    assert response.status_code == 200
+
+
+async def test_a_link_held_by_a_running_use_says_so(service, client, clock):
+    """A link whose use is under way answers 409 and says it is being used."""
+    from actionlinks.ledger import Hold
+
+    link = await mint(service, "invite")
+    hold = Hold(holder="elsewhere", until=clock.now() + timedelta(minutes=5))
+    await service.ledger.consume(
+        link.claims.token_id, expires_at=link.claims.expires_at, hold=hold
+    )
+    page = client.get(path(link))
+    assert page.status_code == 409
+    assert "being used right now" in page.text
