@@ -36,9 +36,10 @@ from actionlinks.errors import (
     TokenRevokedError,
     WebhookDeliveryError,
     WebhookError,
+    WebhookVerificationError,
     WrongPurposeError,
 )
-from actionlinks.keys import KeyRing, SigningKey
+from actionlinks.keys import KeyRing, PublicKey, PublicKeySet, SigningKey
 from actionlinks.ledger import Ledger, LedgerEntry, MemoryLedger
 from actionlinks.registry import ActionRegistry, ExpiredLink
 from actionlinks.tokens import (
@@ -78,6 +79,8 @@ __all__ = [
     "MemoryLedger",
     "MintedToken",
     "NotRenewableError",
+    "PublicKey",
+    "PublicKeySet",
     "Purpose",
     "Redemption",
     "RequestError",
@@ -94,6 +97,7 @@ __all__ = [
     "TokenRevokedError",
     "WebhookDeliveryError",
     "WebhookError",
+    "WebhookVerificationError",
     "WrongPurposeError",
     "__version__",
 ]

@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     from actionlinks.actions import Action, Link, Renewer
     from actionlinks.clock import Clock
     from actionlinks.tokens import ActionClaims
+    from actionlinks.webhooks.sender import JwtSigner
 
 LINK_USED = "link.used"
 LINK_RENEWED = "link.renewed"
@@ -41,16 +42,22 @@ class ServiceDispatcher:
         clock: stamps each webhook.
         client: returns the open service's HTTP client (raises
             ``ServiceClosedError`` when the service is closed).
+        jwt: makes the JWT header of each delivery.
     """
 
-    __slots__ = ("_client", "_clock", "_endpoints")
+    __slots__ = ("_client", "_clock", "_endpoints", "_jwt")
 
     def __init__(
-        self, *, clock: Clock, client: Callable[[], httpx.AsyncClient]
+        self,
+        *,
+        clock: Clock,
+        client: Callable[[], httpx.AsyncClient],
+        jwt: JwtSigner | None = None,
     ) -> None:
         """Remember how to reach the service's current HTTP client."""
         self._clock = clock
         self._client = client
+        self._jwt = jwt
         self._endpoints: dict[tuple[str, str, str], WebhookEndpoint] = {}
 
     def __repr__(self) -> str:
@@ -145,7 +152,7 @@ class ServiceDispatcher:
         return None
 
     def _sender(self) -> WebhookSender:
-        return WebhookSender(self._client(), clock=self._clock)
+        return WebhookSender(self._client(), clock=self._clock, jwt=self._jwt)
 
 
 def _renewed(link: Link) -> dict[str, Any]:

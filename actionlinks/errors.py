@@ -27,7 +27,8 @@ evidence as keyword-only attributes instead. Each class has a stable ``code``
     │   └── ServiceClosedError    the service was used before it was opened
     ├── HandlerError              .released: an action's handler failed
     └── WebhookError
-        └── WebhookDeliveryError  .status_code: a non-2xx answer or no answer
+        ├── WebhookDeliveryError  .status_code: a non-2xx answer or no answer
+        └── WebhookVerificationError .reason: an inbound webhook is not authentic
 """
 
 from __future__ import annotations
@@ -277,3 +278,22 @@ class WebhookDeliveryError(WebhookError):
         """Carry the receiver's status code."""
         super().__init__(message)
         self.status_code = status_code
+
+
+class WebhookVerificationError(WebhookError):
+    """An inbound webhook is not authentic, is stale, or was seen before.
+
+    One class for every reason, so that what a receiver answers leaks nothing;
+    ``reason`` (a stable code) is for its log.
+
+    Attributes:
+        reason: ``missing_headers``, ``malformed``, ``stale``, ``future``,
+            ``no_valid_signature`` or ``replayed``.
+    """
+
+    code = "webhook_verification"
+
+    def __init__(self, message: str, *, reason: str) -> None:
+        """Carry the reason code."""
+        super().__init__(message)
+        self.reason = reason

@@ -16,6 +16,7 @@ import binascii
 import hashlib
 import hmac
 import secrets
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Literal, TypeAlias, cast, get_args
@@ -32,7 +33,7 @@ from actionlinks.errors import ConfigurationError, KeyFileError, MalformedTokenE
 from actionlinks.jws import b64url_encode, decode_segment
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable, Iterator, Mapping
+    from collections.abc import Iterable, Iterator
 
 Algorithm: TypeAlias = Literal["HS256", "EdDSA", "ES256"]
 KeyStatus: TypeAlias = Literal["active", "retiring"]
@@ -422,6 +423,10 @@ class KeyRing:
         public = (key.to_public_jwk() for key in self.keys)
         return {"keys": [jwk for jwk in public if jwk is not None]}
 
+    def public_keys(self) -> PublicKeySet:
+        """The ring's EdDSA and ES256 keys as a verifier would hold them."""
+        return PublicKeySet.from_jwks(self.jwks())
+
     def to_private_jwks(self) -> dict[str, list[dict[str, Any]]]:
         """The JWK Set with private parts, as the keys file stores it."""
         return {"keys": [key.to_private_jwk() for key in self.keys]}
@@ -444,3 +449,107 @@ class KeyRing:
             return cls(tuple(keys))
         except ConfigurationError as exc:
             raise KeyFileError(str(exc)) from exc
+
+
+class PublicKey:
+    """A verify-only EdDSA or ES256 key from a public JWK (a JWKS entry).
+
+    What a receiver of signed webhooks holds: it verifies, it never signs.
+    """
+
+    __slots__ = ("_public", "algorithm", "key_id")
+
+    def __init__(
+        self,
+        key_id: str,
+        *,
+        algorithm: Algorithm,
+        public: Ed25519PublicKey | ec.EllipticCurvePublicKey,
+    ) -> None:
+        """Wrap a public key; prefer :meth:`from_jwk`."""
+        self.key_id = key_id
+        self.algorithm = algorithm
+        self._public = public
+
+    @classmethod
+    def from_jwk(cls, jwk: Mapping[str, Any]) -> PublicKey:
+        """Load a public JWK with ``kid`` and ``alg`` (``EdDSA`` or ``ES256``).
+
+        Raises:
+            ConfigurationError: not such a JWK.
+        """
+        key_id, algorithm = jwk.get("kid"), jwk.get("alg")
+        if not isinstance(key_id, str) or not 0 < len(key_id) <= 64:
+            raise ConfigurationError("a public key needs a 'kid' of 1-64 characters")
+        if algorithm not in ("EdDSA", "ES256"):
+            raise ConfigurationError(f"key {key_id!r}: 'alg' must be EdDSA or ES256")
+        parsed = {k: v for k, v in jwk.items() if k not in ("d", "status", "created")}
+        try:
+            public = (_OKP if algorithm == "EdDSA" else _EC).from_jwk(parsed)
+        except (InvalidKeyError, PyJWKError, ValueError, TypeError, KeyError) as exc:
+            raise ConfigurationError(f"key {key_id!r}: not a valid JWK") from exc
+        if algorithm == "EdDSA" and isinstance(public, Ed25519PublicKey):
+            return cls(key_id, algorithm="EdDSA", public=public)
+        if (
+            algorithm == "ES256"
+            and isinstance(public, ec.EllipticCurvePublicKey)
+            and isinstance(public.curve, ec.SECP256R1)
+        ):
+            return cls(key_id, algorithm="ES256", public=public)
+        raise ConfigurationError(f"key {key_id!r}: not a public {algorithm} key")
+
+    def verify(self, message: bytes, signature: bytes) -> bool:
+        """Whether ``signature`` is this key's signature of ``message``."""
+        if isinstance(self._public, Ed25519PublicKey):
+            return _OKP.verify(message, self._public, signature)
+        return _EC.verify(message, self._public, signature)
+
+    def __repr__(self) -> str:
+        """Show kid and algorithm."""
+        return f"PublicKey(key_id={self.key_id!r}, algorithm={self.algorithm!r})"
+
+
+class PublicKeySet:
+    """Public keys selected by ``kid``: a JWK Set as a verifier holds it.
+
+    Args:
+        keys: the keys.
+    """
+
+    __slots__ = ("_keys",)
+
+    def __init__(self, keys: Iterable[PublicKey]) -> None:
+        """Index the keys by ``kid``."""
+        self._keys = {key.key_id: key for key in keys}
+
+    @classmethod
+    def from_jwks(cls, document: object) -> PublicKeySet:
+        """Load ``{"keys": [...]}`` (``GET /.well-known/jwks.json``).
+
+        Entries of other algorithms (or without ``alg``) are skipped, as a JWK
+        Set may carry keys for other uses.
+
+        Raises:
+            ConfigurationError: not a JWK Set, or a malformed EdDSA/ES256 key.
+        """
+        if not isinstance(document, Mapping) or not isinstance(
+            document.get("keys"), list
+        ):
+            raise ConfigurationError("a JWK Set is {'keys': [...]}")
+        return cls(
+            PublicKey.from_jwk(jwk)
+            for jwk in document["keys"]
+            if isinstance(jwk, Mapping) and jwk.get("alg") in ("EdDSA", "ES256")
+        )
+
+    def get(self, key_id: str) -> PublicKey | None:
+        """The key with ``key_id``, or ``None``."""
+        return self._keys.get(key_id)
+
+    def __len__(self) -> int:
+        """The number of keys."""
+        return len(self._keys)
+
+    def __repr__(self) -> str:
+        """Count the keys."""
+        return f"PublicKeySet(keys={len(self._keys)})"

@@ -47,6 +47,7 @@ from actionlinks.registry import ActionRegistry
 from actionlinks.stores import store_from_url
 from actionlinks.tokens import TokenIssuer
 from actionlinks.webhooks import PublicOnlyTransport, is_private_literal
+from actionlinks.webhooks.jwt import mint_webhook_jwt
 
 if TYPE_CHECKING:
     from types import TracebackType
@@ -111,7 +112,9 @@ class Service:
         self.store: Store = store or store_from_url(
             settings.database_url, clock=self.clock
         )
-        self._dispatcher = ServiceDispatcher(clock=self.clock, client=self._client)
+        self._dispatcher = ServiceDispatcher(
+            clock=self.clock, client=self._client, jwt=self.sign_webhook_jwt
+        )
         self.registry = ActionRegistry(
             self.issuer,
             ledger=self.store.ledger,
@@ -157,6 +160,29 @@ class Service:
     def is_open(self) -> bool:
         """Whether the service is open (its store connected, its tasks running)."""
         return self._opened > 0
+
+    def sign_webhook_jwt(
+        self, *, audience: str, message_id: str, body: bytes
+    ) -> str | None:
+        """The JWT header of a delivery, signed by the EdDSA (else ES256) key.
+
+        ``None`` when the key ring has neither (nothing a JWKS could verify).
+        """
+        for algorithm in ("EdDSA", "ES256"):
+            key = next(
+                (k for k in self.keys if k.is_active and k.algorithm == algorithm),
+                None,
+            )
+            if key is not None:
+                return mint_webhook_jwt(
+                    key,
+                    issuer=self.settings.issuer,
+                    audience=audience,
+                    message_id=message_id,
+                    body=body,
+                    now=self.clock.now(),
+                )
+        return None
 
     def describe(self, action: str) -> str | None:
         """What a use of ``action`` does, for people; ``None`` if nothing happens."""

@@ -11,16 +11,17 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-from typing import TYPE_CHECKING, Any
+import re
+from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import urlsplit
 
 import httpx
 
 from actionlinks.clock import format_instant
-from actionlinks.errors import WebhookDeliveryError
+from actionlinks.errors import ConfigurationError, WebhookDeliveryError
 from actionlinks.jws import b64url_encode
 from actionlinks.webhooks.guard import check_url, is_refused_destination
-from actionlinks.webhooks.signing import secret_bytes, signature_headers
+from actionlinks.webhooks.signing import V1Key, secret_bytes, signature_headers
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -28,6 +29,16 @@ if TYPE_CHECKING:
     from actionlinks.clock import Clock
 
 TIMEOUT = httpx.Timeout(10.0, connect=5.0)
+_HEADER_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9-]{0,63}")
+_RESERVED = frozenset({"content-type", "content-length", "host"})
+
+
+class JwtSigner(Protocol):
+    """Makes the JWT header of one delivery (see :mod:`actionlinks.webhooks.jwt`)."""
+
+    def __call__(self, *, audience: str, message_id: str, body: bytes) -> str | None:
+        """The JWT for ``body`` sent to ``audience`` as ``message_id``, if any."""
+        ...
 
 
 class WebhookEndpoint:
@@ -36,21 +47,29 @@ class WebhookEndpoint:
     Args:
         url: where to POST (https, or http to localhost).
         secret: the endpoint's ``whsec_`` secret.
+        jwt_header: the header that carries the JWT (``authorization``, as
+            ``Bearer <jwt>``, by default); ``None`` sends none.
 
     Raises:
-        ConfigurationError: a malformed URL or secret.
+        ConfigurationError: a malformed URL, secret or header name.
     """
 
-    __slots__ = ("_key", "shown", "url")
+    __slots__ = ("_key", "_v1", "jwt_header", "shown", "url")
 
-    def __init__(self, url: str, *, secret: str) -> None:
-        """Check the URL and the secret."""
+    def __init__(
+        self, url: str, *, secret: str, jwt_header: str | None = "authorization"
+    ) -> None:
+        """Check the URL, the secret and the header name."""
         self.url = check_url(url, what="a webhook URL")
+        if jwt_header is not None and not _HEADER_NAME.fullmatch(jwt_header):
+            raise ConfigurationError("jwt_header must be an HTTP header name")
+        self.jwt_header = None if jwt_header is None else jwt_header.lower()
         parts = urlsplit(url)
         # Messages and reprs never show a query or credentials: they may hold secrets.
         host = parts.netloc.rpartition("@")[2]
         self.shown = f"{parts.scheme}://{host}{parts.path}"
         self._key = secret_bytes(secret)
+        self._v1 = V1Key(self._key)
 
     def __repr__(self) -> str:
         """Show where it posts, never the secret or the URL's query."""
@@ -72,7 +91,7 @@ class WebhookEndpoint:
     ) -> dict[str, str]:
         """The signature headers of one attempt."""
         return signature_headers(
-            self._key, message_id=message_id, timestamp=timestamp, body=body
+            self._v1, message_id=message_id, timestamp=timestamp, body=body
         )
 
 
@@ -82,14 +101,22 @@ class WebhookSender:
     Args:
         client: the HTTP client (its owner closes it).
         clock: stamps each attempt.
+        jwt: makes the JWT header of each delivery (none without it).
     """
 
-    __slots__ = ("_client", "_clock")
+    __slots__ = ("_client", "_clock", "_jwt")
 
-    def __init__(self, client: httpx.AsyncClient, *, clock: Clock) -> None:
+    def __init__(
+        self,
+        client: httpx.AsyncClient,
+        *,
+        clock: Clock,
+        jwt: JwtSigner | None = None,
+    ) -> None:
         """Use ``client``."""
         self._client = client
         self._clock = clock
+        self._jwt = jwt
 
     def __repr__(self) -> str:
         """Name the sender."""
@@ -118,6 +145,12 @@ class WebhookSender:
             message_id=message_id, timestamp=int(now.timestamp()), body=body
         )
         headers["content-type"] = "application/json"
+        carrier = endpoint.jwt_header
+        if self._jwt is not None and carrier is not None and carrier not in _RESERVED:
+            token = self._jwt(audience=endpoint.url, message_id=message_id, body=body)
+            if token is not None:
+                bearer = carrier == "authorization"
+                headers[carrier] = f"Bearer {token}" if bearer else token
         try:
             response = await self._client.post(
                 endpoint.url,

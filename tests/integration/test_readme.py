@@ -114,3 +114,35 @@ def test_readme_says_how_to_run_the_snippet():
 def confirm(client, url):
     page = client.get(url, headers={"Accept": "application/json"}).json()
     return client.post(url, data={"nonce": page["nonce"]}).status_code
+
+
+def receiving_snippet() -> str:
+    section = README.read_text().split("### Receiving webhooks", 1)[1]
+    return re.search(r"```python\n(.*?)```", section, re.DOTALL).group(1)
+
+
+def test_readme_receiving_snippet_runs_as_written(tmp_path, monkeypatch, capsys):
+    """The receiving end verifies a signed message once and refuses the replay."""
+    import runpy
+
+    from starlette.testclient import TestClient
+
+    from actionlinks.webhooks import secret_bytes, signature_headers
+
+    secret = generate_secret()
+    monkeypatch.setenv("HOOK_SECRET", secret)
+    (tmp_path / "hooks.py").write_text(receiving_snippet())
+    app = runpy.run_path(str(tmp_path / "hooks.py"))["app"]
+    body = b'{"type":"link.used","data":{"sub":"ada@example.com"}}'
+    headers = signature_headers(
+        secret_bytes(secret),
+        message_id="msg_readme",
+        timestamp=int(time.time()),  # noqa: TID251 - the snippet reads real time
+        body=body,
+    )
+    with TestClient(app) as client:
+        first = client.post("/hooks", content=body, headers=headers)
+        again = client.post("/hooks", content=body, headers=headers)
+        forged = client.post("/hooks", content=body + b" ", headers=headers)
+    assert (first.status_code, again.status_code, forged.status_code) == (204, 200, 401)
+    assert capsys.readouterr().out == "link.used ada@example.com\n"

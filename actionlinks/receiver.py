@@ -1,0 +1,133 @@
+"""A Starlette endpoint for apps that receive webhooks from actionlinks.
+
+:class:`WebhookReceiver` reads the raw body (capped), verifies it with a
+:class:`~actionlinks.webhooks.receiving.WebhookVerifier`, refuses a replayed
+message id, and only then calls your handler::
+
+    verifier = WebhookVerifier(secrets=os.environ["ACTIONLINKS_WEBHOOK_SECRET"])
+
+    async def handle(webhook, request):
+        event = json.loads(webhook.body)
+        ...  # your work; raise, or return a non-2xx response, to be retried
+
+    app = Starlette(routes=[
+        Route("/hooks", WebhookReceiver(verifier, handle), methods=["POST"])
+    ])
+
+Answers: 401 ``invalid_webhook`` for anything not authentic (the reason goes
+to the log only), 413 over the size cap, 200 ``duplicate`` for a message
+already handled (the handler does not run again), else your handler's response
+(204 when it returns ``None``). A message whose handler raised or answered
+non-2xx is forgotten, so the sender's retry is handled.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+from typing import TYPE_CHECKING
+
+from starlette.requests import ClientDisconnect, Request
+from starlette.responses import JSONResponse, Response
+
+from actionlinks.errors import WebhookVerificationError
+from actionlinks.webhooks.receiving import MemoryReplayGuard
+
+if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable
+
+    from starlette.types import Receive, Scope, Send
+
+    from actionlinks.webhooks.receiving import (
+        ReceivedWebhook,
+        ReplayGuard,
+        WebhookVerifier,
+    )
+
+    WebhookHandler = Callable[[ReceivedWebhook, Request], Awaitable[Response | None]]
+
+_log = logging.getLogger("actionlinks.receiver")
+MAX_BODY_BYTES = 1024 * 1024
+
+
+class WebhookReceiver:
+    """An ASGI endpoint that verifies webhooks before ``handler`` sees them.
+
+    Args:
+        verifier: checks signatures and timestamps.
+        handler: runs once per authentic, new message.
+        replays: remembers handled message ids (a bounded memory by default;
+            ``LedgerReplayGuard(service.ledger)`` to share it between
+            processes).
+        max_body: the largest body accepted, in bytes.
+    """
+
+    def __init__(
+        self,
+        verifier: WebhookVerifier,
+        handler: WebhookHandler,
+        *,
+        replays: ReplayGuard | None = None,
+        max_body: int = MAX_BODY_BYTES,
+    ) -> None:
+        """Bind the verifier, the handler and the replay memory."""
+        self._verifier = verifier
+        self._handler = handler
+        self._replays: ReplayGuard = replays or MemoryReplayGuard()
+        self._max_body = max_body
+
+    def __repr__(self) -> str:
+        """Name the verifier."""
+        return f"WebhookReceiver({self._verifier!r})"
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Handle one request."""
+        request = Request(scope, receive)
+        response = await self._respond(request)
+        await response(scope, receive, send)
+
+    async def _respond(self, request: Request) -> Response:
+        body = await self._body(request)
+        if body is None:
+            return _error(413, "body_too_large")
+        try:
+            webhook = self._verifier.verify(request.headers, body)
+        except WebhookVerificationError as exc:
+            _log.warning("webhook refused (%s): %s", exc.reason, exc)
+            return _error(401, "invalid_webhook")
+        # Remembered for longer than any timestamp could still pass.
+        until = webhook.timestamp + 2 * self._verifier.tolerance + timedelta(minutes=1)
+        claim = await self._replays.claim(webhook.message_id, until=until)
+        if claim is None:
+            _log.info("webhook %s seen before; not handled again", webhook.message_id)
+            return JSONResponse({"status": "duplicate"})
+        try:
+            response = await self._handler(webhook, request) or Response(
+                status_code=204
+            )
+        except BaseException:
+            await self._replays.forget(webhook.message_id, claim)
+            raise
+        if 200 <= response.status_code < 300:
+            await self._replays.done(webhook.message_id, claim)
+        else:
+            await self._replays.forget(webhook.message_id, claim)
+        return response
+
+    async def _body(self, request: Request) -> bytes | None:
+        declared = request.headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > self._max_body:
+            return None
+        body = bytearray()
+        try:
+            async for chunk in request.stream():
+                body.extend(chunk)
+                if len(body) > self._max_body:
+                    return None
+        except ClientDisconnect:
+            return b""  # verification refuses it
+        return bytes(body)
+
+
+def _error(status: int, code: str) -> Response:
+    return JSONResponse({"error": code}, status_code=status)
