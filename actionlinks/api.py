@@ -88,7 +88,7 @@ async def read_json(request: Request) -> dict[str, Any]:
     too_large = RequestError(
         "the body is over 64 KiB", status=413, code="body_too_large"
     )
-    if declared.isdigit() and int(declared) > MAX_BODY_BYTES:
+    if declared.isascii() and declared.isdigit() and int(declared) > MAX_BODY_BYTES:
         raise too_large
     body = bytearray()
     try:

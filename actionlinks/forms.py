@@ -36,7 +36,7 @@ async def read_form(request: Request, *, limit: int = MAX_FORM_BYTES) -> dict[st
             files.
     """
     declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > limit:
+    if declared.isascii() and declared.isdigit() and int(declared) > limit:
         raise _refused(413, "body_too_large")
     chunks: list[bytes] = []
     size = 0

@@ -16,9 +16,10 @@ message id, and only then calls your handler::
 
 Answers: 401 ``invalid_webhook`` for anything not authentic (the reason goes
 to the log only), 413 over the size cap, 200 ``duplicate`` for a message
-already handled (the handler does not run again), else your handler's response
-(204 when it returns ``None``). A message whose handler raised or answered
-non-2xx is forgotten, so the sender's retry is handled.
+already handled (the handler does not run again), 409 ``in_progress`` (with
+``Retry-After``) while another request handles the same message, else your
+handler's response (204 when it returns ``None``). A message whose handler
+raised or answered non-2xx is forgotten, so the sender's retry is handled.
 """
 
 from __future__ import annotations
@@ -27,11 +28,12 @@ import logging
 from datetime import timedelta
 from typing import TYPE_CHECKING
 
+import anyio
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 
 from actionlinks.errors import WebhookVerificationError
-from actionlinks.webhooks.receiving import MemoryReplayGuard
+from actionlinks.webhooks.receiving import IN_PROGRESS, Claim, MemoryReplayGuard
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
@@ -48,6 +50,9 @@ if TYPE_CHECKING:
 
 _log = logging.getLogger("actionlinks.receiver")
 MAX_BODY_BYTES = 1024 * 1024
+REMEMBER_FOR = timedelta(days=8)
+"""A person may retry a link's use until it expires and renew it for 7 days."""
+KEEP_EVERY = timedelta(minutes=1)
 
 
 class WebhookReceiver:
@@ -60,6 +65,9 @@ class WebhookReceiver:
             ``LedgerReplayGuard(service.ledger)`` to share it between
             processes).
         max_body: the largest body accepted, in bytes.
+        remember_for: how long a handled message id is remembered: at least as
+            long as the sender may retry it (a person retrying a link's use
+            sends the same id again, much later).
     """
 
     def __init__(
@@ -69,12 +77,14 @@ class WebhookReceiver:
         *,
         replays: ReplayGuard | None = None,
         max_body: int = MAX_BODY_BYTES,
+        remember_for: timedelta = REMEMBER_FOR,
     ) -> None:
         """Bind the verifier, the handler and the replay memory."""
         self._verifier = verifier
         self._handler = handler
         self._replays: ReplayGuard = replays or MemoryReplayGuard()
         self._max_body = max_body
+        self._remember_for = remember_for
 
     def __repr__(self) -> str:
         """Name the verifier."""
@@ -95,28 +105,63 @@ class WebhookReceiver:
         except WebhookVerificationError as exc:
             _log.warning("webhook refused (%s): %s", exc.reason, exc)
             return _error(401, "invalid_webhook")
-        # Remembered for longer than any timestamp could still pass.
-        until = webhook.timestamp + 2 * self._verifier.tolerance + timedelta(minutes=1)
+        # Remembered for longer than any timestamp could still pass, and for as
+        # long as the sender may retry.
+        until = max(
+            webhook.timestamp + 2 * self._verifier.tolerance + timedelta(minutes=1),
+            webhook.timestamp + self._remember_for,
+        )
         claim = await self._replays.claim(webhook.message_id, until=until)
-        if claim is None:
+        if claim == IN_PROGRESS:  # not a success: the sender must try again
+            return JSONResponse(
+                {"error": "in_progress"}, status_code=409, headers={"Retry-After": "5"}
+            )
+        if not isinstance(claim, Claim):
             _log.info("webhook %s seen before; not handled again", webhook.message_id)
             return JSONResponse({"status": "duplicate"})
+        handled = False
         try:
-            response = await self._handler(webhook, request) or Response(
-                status_code=204
-            )
-        except BaseException:
-            await self._replays.forget(webhook.message_id, claim)
-            raise
-        if 200 <= response.status_code < 300:
-            await self._replays.done(webhook.message_id, claim)
-        else:
-            await self._replays.forget(webhook.message_id, claim)
+            response = await self._while_holding(webhook, request, claim)
+            handled = 200 <= response.status_code < 300
+        finally:
+            with anyio.CancelScope(shield=True):
+                if handled:
+                    await self._replays.done(webhook.message_id, claim)
+                else:
+                    await self._replays.forget(webhook.message_id, claim)
+        return response
+
+    async def _while_holding(
+        self, webhook: ReceivedWebhook, request: Request, claim: Claim
+    ) -> Response:
+        """Run the handler, renewing the claim meanwhile; its response."""
+
+        async def keep() -> None:
+            while True:
+                await anyio.sleep(KEEP_EVERY.total_seconds())
+                await self._replays.keep(webhook.message_id, claim)
+
+        failure: BaseException | None = None
+        try:
+            async with anyio.create_task_group() as tasks:
+                tasks.start_soon(keep)
+                try:
+                    response = await self._handler(webhook, request)
+                finally:
+                    tasks.cancel_scope.cancel()
+        except BaseExceptionGroup as group:  # the handler's own failure, unwrapped
+            failure = group.exceptions[0] if len(group.exceptions) == 1 else group
+        if failure is not None:
+            raise failure
+        if response is None:
+            return Response(status_code=204)
+        if not isinstance(response, Response):
+            raise TypeError("a webhook handler returns a Response or None")
         return response
 
     async def _body(self, request: Request) -> bytes | None:
         declared = request.headers.get("content-length", "")
-        if declared.isdigit() and int(declared) > self._max_body:
+        if declared.isascii() and declared.isdigit() and int(declared) > self._max_body:
             return None
         body = bytearray()
         try:

@@ -37,6 +37,7 @@ MAX_LIFETIME = timedelta(minutes=5)
 MAX_TOKEN_LENGTH = 4096
 _HEADER_NAMES = frozenset({"alg", "kid", "typ"})
 _CLAIMS = frozenset({"iss", "aud", "jti", "iat", "exp", "body_sha256"})
+_MAX_NUMERIC_DATE = 253_402_300_799  # 9999-12-31T23:59:59Z
 
 
 def body_digest(body: bytes) -> str:
@@ -129,7 +130,9 @@ def verify_webhook_jwt(  # noqa: PLR0913 - what a receiver checks, keyword-only
     header, payload, key_id = _authenticate(token, keys)
     del header
     claims = _claims(payload)
-    if not hmac.compare_digest(claims["aud"].encode(), audience.encode()):
+    if not hmac.compare_digest(
+        claims["aud"].encode("utf-8", "replace"), audience.encode("utf-8", "replace")
+    ):
         raise _refuse("the token is for another destination")
     if issuer is not None and claims["iss"] != issuer:
         raise _refuse("the token comes from another issuer")
@@ -187,6 +190,7 @@ def _claims(payload: dict[str, Any]) -> dict[str, Any]:
         if not isinstance(value, str) or not 0 < len(value) <= 2048:
             raise _refuse(f"claim {name!r} must be text", "malformed")
     for name in ("iat", "exp"):
-        if type(payload[name]) is not int:
-            raise _refuse(f"claim {name!r} must be an integer", "malformed")
+        value = payload[name]
+        if type(value) is not int or not 0 <= value <= _MAX_NUMERIC_DATE:
+            raise _refuse(f"claim {name!r} must be an integer instant", "malformed")
     return payload

@@ -20,7 +20,7 @@ import binascii
 import hmac
 import secrets
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Literal, Protocol, TypeAlias
 
@@ -49,6 +49,8 @@ if TYPE_CHECKING:
 Scheme: TypeAlias = Literal["v1", "v1a", "jwt"]
 DEFAULT_TOLERANCE = timedelta(minutes=5)
 MAX_SIGNATURE_HEADER = 8192
+MAX_V1A_ENTRIES = 4
+"""Ed25519 entries checked per message, at most (rotation needs two or three)."""
 _PREFIXES = ("webhook-", "svix-")
 
 
@@ -59,7 +61,7 @@ class ReceivedWebhook:
     message_id: str
     timestamp: datetime
     scheme: Scheme
-    body: bytes
+    body: bytes = field(repr=False)  # may hold what people typed (a password)
 
 
 def _refused(message: str, reason: str) -> WebhookVerificationError:
@@ -208,9 +210,21 @@ class WebhookVerifier:
             raise _refused("the timestamp is not integer seconds", "malformed")
         timestamp = int(stamp)
         self._check_time(timestamp)
-        content = signed_content(message_id=message_id, timestamp=timestamp, body=body)
+        try:
+            content = signed_content(
+                message_id=message_id, timestamp=timestamp, body=body
+            )
+        except UnicodeEncodeError as exc:  # a lone surrogate: not text at all
+            raise _refused("the message id is not text", "malformed") from exc
         expected = [key.sign_content(content) for key in self._secrets]
-        for entry in signature.split(" "):
+        asymmetric = 0
+        # Each distinct entry once, and only a few Ed25519 checks: a header full
+        # of v1a entries must not buy a stranger seconds of CPU.
+        for entry in dict.fromkeys(signature.split(" ")):
+            if entry.startswith("v1a,"):
+                asymmetric += 1
+                if asymmetric > MAX_V1A_ENTRIES:
+                    continue
             scheme = self._matches(entry, content, expected)
             if scheme is not None:
                 return ReceivedWebhook(
@@ -282,20 +296,46 @@ class WebhookVerifier:
         )
 
 
+Seen: TypeAlias = Literal["handled", "in_progress"]
+HANDLED: Seen = "handled"
+IN_PROGRESS: Seen = "in_progress"
+
+
+@dataclass(frozen=True, slots=True)
+class Claim:
+    """The right to handle one message, until it is done or forgotten."""
+
+    token: str
+
+
 class ReplayGuard(Protocol):
     """Remembers which message ids were handled, so that none is handled twice."""
 
-    async def claim(self, message_id: str, *, until: datetime) -> str | None:
-        """Take ``message_id`` for handling; a claim, or ``None`` if it is taken."""
+    async def claim(self, message_id: str, *, until: datetime) -> Claim | Seen:
+        """Take ``message_id`` for handling, or say it is handled or in progress.
+
+        ``until``: how long a handled id is remembered.
+        """
         ...
 
-    async def done(self, message_id: str, claim: str) -> None:
+    async def keep(self, message_id: str, claim: Claim) -> None:
+        """The handler still runs: keep the claim from lapsing."""
+        ...
+
+    async def done(self, message_id: str, claim: Claim) -> None:
         """The message was handled: remember it until the claim's deadline."""
         ...
 
-    async def forget(self, message_id: str, claim: str) -> None:
+    async def forget(self, message_id: str, claim: Claim) -> None:
         """Handling failed: the sender's retry may take it again."""
         ...
+
+
+@dataclass(slots=True)
+class _Entry:
+    token: str
+    until: datetime
+    done: bool
 
 
 class MemoryReplayGuard:
@@ -314,44 +354,52 @@ class MemoryReplayGuard:
             raise ConfigurationError("the replay memory needs room for one id")
         self._limit = limit
         self._clock: Clock = clock or SystemClock()
-        self._seen: OrderedDict[str, tuple[str, datetime]] = OrderedDict()
+        self._seen: OrderedDict[str, _Entry] = OrderedDict()
 
     def __repr__(self) -> str:
         """Count the ids."""
         return f"MemoryReplayGuard(ids={len(self._seen)})"
 
-    async def claim(self, message_id: str, *, until: datetime) -> str | None:
-        """Take ``message_id`` unless it is remembered and not yet expired."""
+    async def claim(self, message_id: str, *, until: datetime) -> Claim | Seen:
+        """Take ``message_id`` unless it is being or was handled."""
         found = self._seen.get(message_id)
-        if found is not None and found[1] > self._clock.now():
-            return None
-        claim = secrets.token_urlsafe(12)
-        self._seen[message_id] = (claim, until)
+        if found is not None and not found.done:
+            return IN_PROGRESS  # a process keeps no claim past its own life
+        if found is not None and found.until > self._clock.now():
+            return HANDLED
+        claim = Claim(secrets.token_urlsafe(12))
+        self._seen[message_id] = _Entry(token=claim.token, until=until, done=False)
         self._seen.move_to_end(message_id)
         while len(self._seen) > self._limit:
             self._seen.popitem(last=False)
         return claim
 
-    async def done(self, message_id: str, claim: str) -> None:
-        """Keep remembering it (nothing to do in memory)."""
+    async def keep(self, message_id: str, claim: Claim) -> None:
+        """Nothing lapses in memory."""
 
-    async def forget(self, message_id: str, claim: str) -> None:
+    async def done(self, message_id: str, claim: Claim) -> None:
+        """Remember it as handled."""
+        found = self._seen.get(message_id)
+        if found is not None and found.token == claim.token:
+            found.done = True
+
+    async def forget(self, message_id: str, claim: Claim) -> None:
         """Forget a claim whose handling failed."""
         found = self._seen.get(message_id)
-        if found is not None and found[0] == claim:
+        if found is not None and found.token == claim.token:
             del self._seen[message_id]
 
 
 class LedgerReplayGuard:
     """Message ids in the service's ledger, shared by every process.
 
-    A claim is a hold: if the receiving process dies while handling, the hold
-    lapses and the sender's retry is handled.
+    A claim is a hold, renewed while the handler runs: if the receiving process
+    dies, the hold lapses and the sender's retry is handled.
 
     Args:
         ledger: the ledger (``service.ledger``).
         clock: the source of time.
-        hold_for: how long a claim holds while the handler runs.
+        hold_for: how long a claim holds between renewals.
     """
 
     __slots__ = ("_clock", "_hold_for", "_ledger")
@@ -372,23 +420,28 @@ class LedgerReplayGuard:
         """Name the ledger."""
         return f"LedgerReplayGuard({self._ledger!r})"
 
-    async def claim(self, message_id: str, *, until: datetime) -> str | None:
+    def _hold(self, token: str) -> Hold:
+        return Hold(holder=token, until=self._clock.now() + self._hold_for)
+
+    async def claim(self, message_id: str, *, until: datetime) -> Claim | Seen:
         """Take ``message_id`` in the ledger (atomic across processes)."""
-        hold = Hold(
-            holder=secrets.token_urlsafe(12), until=self._clock.now() + self._hold_for
-        )
-        taken = await self._ledger.consume(
-            _key(message_id), expires_at=until, hold=hold
-        )
-        return hold.holder if taken else None
+        hold = self._hold(secrets.token_urlsafe(12))
+        if await self._ledger.consume(_key(message_id), expires_at=until, hold=hold):
+            return Claim(hold.holder)
+        entry = await self._ledger.lookup(_key(message_id))
+        return IN_PROGRESS if entry is not None and entry.state == "held" else HANDLED
 
-    async def done(self, message_id: str, claim: str) -> None:
+    async def keep(self, message_id: str, claim: Claim) -> None:
+        """Renew the hold."""
+        await self._ledger.extend(_key(message_id), hold=self._hold(claim.token))
+
+    async def done(self, message_id: str, claim: Claim) -> None:
         """Make the claim final."""
-        await self._ledger.confirm(_key(message_id), holder=claim)
+        await self._ledger.confirm(_key(message_id), holder=claim.token)
 
-    async def forget(self, message_id: str, claim: str) -> None:
+    async def forget(self, message_id: str, claim: Claim) -> None:
         """Release the claim."""
-        await self._ledger.release(_key(message_id), holder=claim)
+        await self._ledger.release(_key(message_id), holder=claim.token)
 
 
 def _key(message_id: str) -> str:

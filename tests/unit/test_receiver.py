@@ -4,6 +4,7 @@ replay rejection by message id (bounded memory or the ledger)."""
 from __future__ import annotations
 
 from datetime import timedelta
+from functools import partial
 
 import pytest
 from starlette.applications import Starlette
@@ -17,11 +18,13 @@ from actionlinks.receiver import WebhookReceiver
 from actionlinks.webhooks import (
     LedgerReplayGuard,
     MemoryReplayGuard,
+    ReceivedWebhook,
     WebhookVerifier,
     generate_secret,
     secret_bytes,
     signature_headers,
 )
+from actionlinks.webhooks.receiving import Claim
 
 BODY = b'{"type":"invoice.paid","data":{"id":7}}'
 
@@ -110,9 +113,9 @@ async def test_the_memory_guard_is_bounded():
     guard = MemoryReplayGuard(limit=2)
     until = SystemClock().now() + timedelta(minutes=5)
     for message_id in ("a", "b", "c"):
-        assert await guard.claim(message_id, until=until)
-    assert await guard.claim("c", until=until) is None
-    assert await guard.claim("a", until=until)  # forgotten: the memory held two
+        await guard.done(message_id, await guard.claim(message_id, until=until))
+    assert await guard.claim("c", until=until) == "handled"
+    assert isinstance(await guard.claim("a", until=until), Claim)  # forgotten
 
 
 async def test_the_ledger_guard_shares_claims_and_lets_failures_retry(clock):
@@ -121,12 +124,16 @@ async def test_the_ledger_guard_shares_claims_and_lets_failures_retry(clock):
     guard = LedgerReplayGuard(ledger, clock=clock)
     until = clock.now() + timedelta(minutes=11)
     claim = await guard.claim("msg_1", until=until)
-    assert await guard.claim("msg_1", until=until) is None
+    assert await guard.claim("msg_1", until=until) == "in_progress"
     await guard.forget("msg_1", claim)
     claim = await guard.claim("msg_1", until=until)
+    clock.advance(timedelta(minutes=4))
+    await guard.keep("msg_1", claim)
+    clock.advance(timedelta(minutes=4))  # past the first hold: kept alive
+    assert await guard.claim("msg_1", until=until) == "in_progress"
     await guard.done("msg_1", claim)
-    clock.advance(timedelta(minutes=10))
-    assert await guard.claim("msg_1", until=until) is None
+    clock.advance(timedelta(minutes=2))
+    assert await guard.claim("msg_1", until=until) == "handled"
 
 
 def test_the_receiver_can_share_replays_through_the_ledger(secret, clock):
@@ -140,3 +147,121 @@ def test_the_receiver_can_share_replays_through_the_ledger(secret, clock):
         with TestClient(app) as client:
             client.post("/hooks", content=BODY, headers=signed(secret))
     assert len(handled) == 1
+
+
+# --- the third audit -----------------------------------------------------------------
+
+
+async def test_a_retry_while_the_first_is_handled_is_told_to_come_back(secret):
+    """In flight is not done: 409 with Retry-After, then the retry is handled."""
+    import anyio
+    import httpx
+
+    gate, runs = anyio.Event(), []
+
+    async def handle(webhook, request):
+        runs.append(1)
+        if len(runs) == 1:
+            await gate.wait()
+            raise RuntimeError("db down")
+
+    receiver = WebhookReceiver(WebhookVerifier(secrets=secret), handle)
+    app = Starlette(routes=[Route("/hooks", receiver, methods=["POST"])])
+    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+    async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+        async with anyio.create_task_group() as tasks:
+            tasks.start_soon(
+                partial(client.post, "/hooks", content=BODY, headers=signed(secret))
+            )
+            await anyio.sleep(0.05)
+            busy = await client.post("/hooks", content=BODY, headers=signed(secret))
+            gate.set()
+        later = await client.post("/hooks", content=BODY, headers=signed(secret))
+    assert (busy.status_code, busy.headers["retry-after"]) == (409, "5")
+    assert later.status_code == 204
+    assert len(runs) == 2
+
+
+def test_a_handled_id_is_remembered_for_days_not_minutes(secret, clock):
+    """A person's retry days later carries the same id: not handled again."""
+    handled = []
+
+    async def handle(webhook, request):
+        handled.append(webhook)
+
+    verifier = WebhookVerifier(secrets=secret, clock=clock)
+    receiver = WebhookReceiver(verifier, handle, replays=MemoryReplayGuard(clock=clock))
+    app = Starlette(routes=[Route("/hooks", receiver, methods=["POST"])])
+
+    def at_now():
+        return signature_headers(
+            secret_bytes(secret),
+            message_id="msg_1",
+            timestamp=int(clock.now().timestamp()),
+            body=BODY,
+        )
+
+    with TestClient(app) as client:
+        assert client.post("/hooks", content=BODY, headers=at_now()).status_code == 204
+        clock.advance(timedelta(days=3))
+        again = client.post("/hooks", content=BODY, headers=at_now())
+    assert again.json() == {"status": "duplicate"}
+    assert len(handled) == 1
+
+
+def test_a_handler_that_returns_no_response_is_forgotten(secret):
+    """A wrong return value is a 500 and the message can still be handled."""
+    outcomes = [{"ok": True}, None]
+
+    async def handle(webhook, request):
+        return outcomes.pop(0)
+
+    receiver = WebhookReceiver(WebhookVerifier(secrets=secret), handle)
+    app = Starlette(routes=[Route("/hooks", receiver, methods=["POST"])])
+    with TestClient(app, raise_server_exceptions=False) as client:
+        first = client.post("/hooks", content=BODY, headers=signed(secret))
+        retry = client.post("/hooks", content=BODY, headers=signed(secret))
+    assert (first.status_code, retry.status_code) == (500, 204)
+
+
+def test_a_received_webhooks_repr_hides_the_body():
+    """The body may hold a password: the repr never shows it."""
+    webhook = ReceivedWebhook(
+        message_id="m",
+        timestamp=SystemClock().now(),
+        scheme="v1",
+        body=b'{"password":"hunter2"}',
+    )
+    assert "hunter2" not in repr(webhook)
+
+
+def test_a_unicode_digit_content_length_is_not_a_500(secret):
+    """Audit: '²' passes str.isdigit() but is no length: never int() it."""
+    import asyncio
+
+    async def handle(webhook, request):
+        return None
+
+    receiver = WebhookReceiver(WebhookVerifier(secrets=secret), handle)
+    sent = []
+    scope = {
+        "type": "http",
+        "method": "POST",
+        "path": "/",
+        "headers": [(b"content-length", "\u00b2".encode("latin-1"))],
+        "query_string": b"",
+        "http_version": "1.1",
+        "scheme": "http",
+        "server": ("t", 80),
+        "client": ("c", 1),
+        "root_path": "",
+    }
+
+    async def receive():
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message):
+        sent.append(message)
+
+    asyncio.run(receiver(scope, receive, send))
+    assert sent[0]["status"] == 401

@@ -361,6 +361,7 @@ def test_a_jwk_set_keeps_only_keys_it_can_verify_with(ring):
         {"aud": 7},
         {"iat": "now"},
         {"exp": None},
+        {"exp": 10**30},
     ],
 )
 def test_jwts_with_odd_claims_are_refused(ring, payload_change):
@@ -449,3 +450,46 @@ def test_headers_are_found_whatever_their_case():
     secret = generate_secret()
     headers = {k.title(): v for k, v in headers_for([secret]).items()}
     assert verifier(secrets=secret).verify(headers, BODY).message_id == "msg_1"
+
+
+def test_a_header_full_of_v1a_entries_costs_a_few_checks():
+    """Audit: at most a handful of Ed25519 checks per message, duplicates once."""
+    from actionlinks.webhooks.receiving import MAX_V1A_ENTRIES
+
+    _, public = generate_signing_key()
+    other_private, _ = generate_signing_key()
+    entries = [
+        sign_v1a(
+            private_key(other_private),
+            message_id="msg_1",
+            timestamp=int(NOW.timestamp()),
+            body=body,
+        )
+        for body in (b"a", b"b", b"c", b"d", b"e", b"f")
+    ]
+    headers = headers_for([])
+    headers["webhook-signature"] = " ".join(entries * 10)
+    ours = verifier(public_keys=public)
+    calls = []
+
+    class Counting:
+        def __init__(self, key):
+            self.key = key
+
+        def verify(self, signature, content):
+            calls.append(1)
+            return self.key.verify(signature, content)
+
+    ours._public_keys = [Counting(k) for k in ours._public_keys]
+    with pytest.raises(WebhookVerificationError):
+        ours.verify(headers, BODY)
+    assert len(calls) == MAX_V1A_ENTRIES
+
+
+def test_a_message_id_that_is_not_text_is_malformed():
+    """Audit: a lone surrogate in webhook-id is refused, not a UnicodeEncodeError."""
+    secret = generate_secret()
+    headers = {**headers_for([secret]), "webhook-id": "msg_\udcff"}
+    with pytest.raises(WebhookVerificationError) as caught:
+        verifier(secrets=secret).verify(headers, BODY)
+    assert caught.value.reason == "malformed"
