@@ -32,6 +32,7 @@ import anyio
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 
+from actionlinks.beats import while_beating
 from actionlinks.errors import WebhookVerificationError
 from actionlinks.webhooks.receiving import IN_PROGRESS, Claim, MemoryReplayGuard
 
@@ -137,22 +138,11 @@ class WebhookReceiver:
         """Run the handler, renewing the claim meanwhile; its response."""
 
         async def keep() -> None:
-            while True:
-                await anyio.sleep(KEEP_EVERY.total_seconds())
-                await self._replays.keep(webhook.message_id, claim)
+            await self._replays.keep(webhook.message_id, claim)
 
-        failure: BaseException | None = None
-        try:
-            async with anyio.create_task_group() as tasks:
-                tasks.start_soon(keep)
-                try:
-                    response = await self._handler(webhook, request)
-                finally:
-                    tasks.cancel_scope.cancel()
-        except BaseExceptionGroup as group:  # the handler's own failure, unwrapped
-            failure = group.exceptions[0] if len(group.exceptions) == 1 else group
-        if failure is not None:
-            raise failure
+        response = await while_beating(
+            self._handler(webhook, request), keep, every=KEEP_EVERY
+        )
         if response is None:
             return Response(status_code=204)
         if not isinstance(response, Response):

@@ -25,6 +25,7 @@ from actionlinks.actions import (
     Redemption,
     validate_base_url,
 )
+from actionlinks.beats import while_beating
 from actionlinks.errors import (
     HandlerError,
     InvalidArgumentError,
@@ -434,29 +435,21 @@ class ActionRegistry:
         """
         if holder is None:
             return await work(*args)
-        try:
-            async with anyio.create_task_group() as tasks:
-                tasks.start_soon(self._keep_holding, token_id, holder)
-                try:
-                    return await work(*args)
-                finally:
-                    tasks.cancel_scope.cancel()
-        except BaseExceptionGroup as group:  # the work's own failure, unwrapped
-            failure: BaseException = (
-                group.exceptions[0] if len(group.exceptions) == 1 else group
-            )
-        raise failure
+        lost = False
 
-    async def _keep_holding(self, token_id: str, holder: str) -> None:
-        while True:
-            await anyio.sleep((HOLD_FOR / 3).total_seconds())
+        async def keep_holding() -> None:
+            nonlocal lost
+            if lost:
+                return
             hold = Hold(holder=holder, until=self._clock.now() + HOLD_FOR)
             try:
                 if not await self._ledger.extend(token_id, hold=hold):
                     _log.warning("link %s: its hold was lost", token_id)
-                    return
+                    lost = True
             except LedgerUnavailableError as exc:
                 _log.warning("link %s: could not extend its hold: %s", token_id, exc)
+
+        return await while_beating(work(*args), keep_holding, every=HOLD_FOR / 3)
 
     def _new_hold(self) -> Hold:
         return Hold(

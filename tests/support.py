@@ -6,6 +6,14 @@ import base64
 import json
 from typing import TYPE_CHECKING, Any
 
+# The example of the Standard Webhooks specification.
+SPEC_SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+SPEC_ID = "msg_p5jXN8AQM9LWM0D4loKWxJek"
+SPEC_TIMESTAMP = 1614265330
+SPEC_BODY = b'{"test": 2432232314}'
+SPEC_SIGNATURE = "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE="
+
+
 if TYPE_CHECKING:
     from actionlinks.keys import SigningKey
 

@@ -70,15 +70,20 @@ def generate_signing_key() -> tuple[str, str]:
     )
 
 
+def _ed25519_bytes(text: str, prefix: str, what: str) -> bytes:
+    raw = _base64(text, prefix, what)
+    if len(raw) != 32:
+        raise ConfigurationError(f"{what} holds 32 bytes")
+    return raw
+
+
 def private_key(text: str) -> Ed25519PrivateKey:
     """The Ed25519 key of a ``whsk_`` string (base64 of a 32-byte seed).
 
     Raises:
         ConfigurationError: anything else.
     """
-    seed = _base64(text, PRIVATE_KEY_PREFIX, "a v1a signing key")
-    if len(seed) != 32:
-        raise ConfigurationError("a v1a signing key holds a 32-byte Ed25519 seed")
+    seed = _ed25519_bytes(text, PRIVATE_KEY_PREFIX, "a v1a signing key")
     return Ed25519PrivateKey.from_private_bytes(seed)
 
 
@@ -88,9 +93,7 @@ def public_key(text: str) -> Ed25519PublicKey:
     Raises:
         ConfigurationError: anything else.
     """
-    raw = _base64(text, PUBLIC_KEY_PREFIX, "a v1a public key")
-    if len(raw) != 32:
-        raise ConfigurationError("a v1a public key holds 32 bytes")
+    raw = _ed25519_bytes(text, PUBLIC_KEY_PREFIX, "a v1a public key")
     return Ed25519PublicKey.from_public_bytes(raw)
 
 

@@ -11,6 +11,13 @@ import jwt as pyjwt
 import pytest
 import svix
 from standardwebhooks import Webhook
+from support import (
+    SPEC_BODY,
+    SPEC_ID,
+    SPEC_SECRET,
+    SPEC_SIGNATURE,
+    SPEC_TIMESTAMP,
+)
 
 from actionlinks.clock import SystemClock
 from actionlinks.errors import ConfigurationError, WebhookVerificationError
@@ -29,11 +36,6 @@ from actionlinks.webhooks import (
 )
 from actionlinks.webhooks.signing import private_key
 
-SPEC_SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
-SPEC_ID = "msg_p5jXN8AQM9LWM0D4loKWxJek"
-SPEC_TIMESTAMP = 1614265330
-SPEC_BODY = b'{"test": 2432232314}'
-SPEC_SIGNATURE = "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE="
 URL = "https://app.example.test/hooks"
 NOW = SystemClock().now().replace(microsecond=0)  # the references read real time
 BODY = json.dumps({"type": "link.used", "data": {"sub": "ada"}}).encode()

@@ -9,6 +9,13 @@ import httpcore
 import httpx
 import pytest
 from standardwebhooks import Webhook
+from support import (
+    SPEC_BODY,
+    SPEC_ID,
+    SPEC_SECRET,
+    SPEC_SIGNATURE,
+    SPEC_TIMESTAMP,
+)
 
 from actionlinks.actions import Action
 from actionlinks.clock import SystemClock
@@ -30,12 +37,6 @@ from actionlinks.webhooks.guard import (
     is_public_address,
 )
 
-# The example of the Standard Webhooks specification.
-SPEC_SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
-SPEC_ID = "msg_p5jXN8AQM9LWM0D4loKWxJek"
-SPEC_TIMESTAMP = 1614265330
-SPEC_BODY = b'{"test": 2432232314}'
-SPEC_SIGNATURE = "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE="
 URL = "https://app.example.test/hooks"
 
 
