@@ -21,7 +21,13 @@ if TYPE_CHECKING:
     from actionlinks.ledger import Ledger
     from actionlinks.tokens import ActionClaims, MintedToken, TokenIssuer
 
-SCOPES = ("links:read", "links:write", "metrics:read")
+SCOPES = (
+    "links:read",
+    "links:write",
+    "metrics:read",
+    "webhooks:read",
+    "webhooks:write",
+)
 """Every scope the HTTP API knows."""
 
 ACCESS = Purpose(

@@ -14,7 +14,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Literal, Protocol
 from urllib.parse import urlsplit
 
 from actionlinks.errors import ConfigurationError
@@ -29,6 +29,9 @@ if TYPE_CHECKING:
     """Returns the current state fingerprint of a subject."""
     Renewer = Callable[["Link"], Awaitable[None]]
     """Delivers a freshly minted link to its subject (by mail, by webhook)."""
+
+Delivery = Literal["wait", "queued"]
+"""How a use reaches an action's ``handler_url``."""
 
 LINK_PATH = "/a/"
 _TOKEN_IN_URL = re.compile(r"/a/([^/?#]+)")
@@ -61,6 +64,11 @@ class Action:
             page; without it (or a handler URL) no new link is offered.
         one_click: whether an RFC 8058 one-click POST (``List-Unsubscribe=
             One-Click``) redeems without the confirmation form.
+        delivery: how a use reaches the ``handler_url``: ``"wait"`` (the
+            person waits for the application's answer; a failure releases the
+            use) or ``"queued"`` (the person is told success once the
+            ``link.used`` event is stored; the outbox delivers it with
+            retries). Added in 0.2.
 
     Raises:
         ConfigurationError: an invalid name or lifetime, a one-click one-time
@@ -80,6 +88,7 @@ class Action:
     redirect: str | None = None
     renew: Renewer | None = field(default=None, compare=False)
     one_click: bool = False
+    delivery: Delivery = "wait"
     purpose: Purpose = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -94,6 +103,10 @@ class Action:
         if self.one_click and self.one_time:
             raise ConfigurationError(
                 f"{self.name}: one-click (RFC 8058) actions must be multi-use"
+            )
+        if self.delivery not in ("wait", "queued"):
+            raise ConfigurationError(
+                f"{self.name}: delivery must be 'wait' or 'queued'"
             )
         if self.binds_state and self.current_state is None:
             raise ConfigurationError(

@@ -21,8 +21,10 @@ from actionlinks.clock import format_instant
 from actionlinks.errors import (
     ActionLinksError,
     ConfigurationError,
+    ConflictError,
     InvalidArgumentError,
     LedgerUnavailableError,
+    NotFoundError,
     RequestError,
     TokenError,
 )
@@ -44,14 +46,14 @@ if TYPE_CHECKING:
 MAX_BODY_BYTES = 64 * 1024
 ROUTE_PREFIX = "api."
 _REALM = 'Bearer realm="actionlinks"'
-_NO_STORE = {"Cache-Control": "no-store"}
+NO_STORE = {"Cache-Control": "no-store"}
 _MINT_FIELDS = frozenset({"action", "sub", "ttl", "data", "state", "alg"})
 
 
 def api_error(exc: ActionLinksError) -> Response:
     """The JSON error response of ``exc`` for an API client."""
     body: dict[str, Any] = {}
-    headers = dict(_NO_STORE)
+    headers = dict(NO_STORE)
     if isinstance(exc, RequestError):
         status, body["error"] = exc.status, exc.code
         if exc.field is not None:
@@ -62,6 +64,10 @@ def api_error(exc: ActionLinksError) -> Response:
     elif isinstance(exc, InvalidArgumentError):
         status = 422
         body = {"error": "invalid_request", "field": exc.field, "detail": str(exc)}
+    elif isinstance(exc, NotFoundError):
+        status, body["error"] = 404, "not_found"
+    elif isinstance(exc, ConflictError):
+        status, body = 409, {"error": exc.code, "detail": str(exc)}
     elif isinstance(exc, LedgerUnavailableError):
         status, body["error"] = 503, "unavailable"
     else:
@@ -69,7 +75,8 @@ def api_error(exc: ActionLinksError) -> Response:
     return JSONResponse(body, status_code=status, headers=headers)
 
 
-def _invalid(field: str, detail: str) -> RequestError:
+def invalid(field: str, detail: str) -> RequestError:
+    """A 422 naming the ``field`` at fault."""
     return RequestError(detail, status=422, code="invalid_request", field=field)
 
 
@@ -103,20 +110,25 @@ async def read_json(request: Request) -> dict[str, Any]:
     try:
         value = json.loads(body.decode("utf-8"))
     except (UnicodeDecodeError, ValueError, RecursionError) as exc:
-        raise _invalid("body", "the body is not valid JSON") from exc
+        raise invalid("body", "the body is not valid JSON") from exc
     if not isinstance(value, dict):
-        raise _invalid("body", "the body must be a JSON object")
+        raise invalid("body", "the body must be a JSON object")
     return value
 
 
-def _text(body: dict[str, Any], name: str, *, required: bool) -> str | None:
+def text_field(body: dict[str, Any], name: str, *, required: bool) -> str | None:
+    """The non-empty string ``body[name]`` (``None`` when absent and optional).
+
+    Raises:
+        RequestError: 422 when required and absent, or not a non-empty string.
+    """
     value = body.get(name)
     if value is None:
         if required:
-            raise _invalid(name, f"'{name}' is required")
+            raise invalid(name, f"'{name}' is required")
         return None
     if not isinstance(value, str) or not value:
-        raise _invalid(name, f"'{name}' must be a non-empty string")
+        raise invalid(name, f"'{name}' must be a non-empty string")
     return value
 
 
@@ -157,25 +169,25 @@ class ApiEndpoints:
         return [
             Route(
                 "/v1/links",
-                self._guard(self.mint, "links:write"),
+                self.guard(self.mint, "links:write"),
                 methods=["POST"],
                 name=f"{ROUTE_PREFIX}mint",
             ),
             Route(
                 "/v1/links/revoke",
-                self._guard(self.revoke, "links:write"),
+                self.guard(self.revoke, "links:write"),
                 methods=["POST"],
                 name=f"{ROUTE_PREFIX}revoke",
             ),
             Route(
                 "/v1/links/{jti}",
-                self._guard(self.status, "links:read"),
+                self.guard(self.status, "links:read"),
                 methods=["GET"],
                 name=f"{ROUTE_PREFIX}status",
             ),
             Route(
                 "/metrics",
-                self._guard(self.metrics, "metrics:read"),
+                self.guard(self.metrics, "metrics:read"),
                 methods=["GET"],
                 name=f"{ROUTE_PREFIX}metrics",
             ),
@@ -190,7 +202,7 @@ class ApiEndpoints:
         return PlainTextResponse(
             self._metrics.render(),
             media_type="text/plain; version=0.0.4",
-            headers=_NO_STORE,
+            headers=NO_STORE,
         )
 
     @staticmethod
@@ -199,9 +211,11 @@ class ApiEndpoints:
         name = getattr(request.scope.get("route"), "name", None) or ""
         return name.startswith(ROUTE_PREFIX)
 
-    def _guard(
+    def guard(
         self, endpoint: ScopedEndpoint, scope: str
     ) -> Callable[[Request], Awaitable[Response]]:
+        """``endpoint`` behind a Bearer access token with ``scope``."""
+
         async def guarded(request: Request) -> Response:
             claims = await self._authorize(request, scope)
             return await endpoint(request, claims)
@@ -245,21 +259,21 @@ class ApiEndpoints:
         body = await read_json(request)
         unknown = sorted(set(body) - _MINT_FIELDS)
         if unknown:
-            raise _invalid(unknown[0], f"unknown field '{unknown[0]}'")
-        action = _text(body, "action", required=True) or ""
-        subject = _text(body, "sub", required=True) or ""
+            raise invalid(unknown[0], f"unknown field '{unknown[0]}'")
+        action = text_field(body, "action", required=True) or ""
+        subject = text_field(body, "sub", required=True) or ""
         data = body.get("data")
         if data is not None and not isinstance(data, dict):
-            raise _invalid("data", "'data' must be a JSON object")
-        algorithm = _text(body, "alg", required=False)
+            raise invalid("data", "'data' must be a JSON object")
+        algorithm = text_field(body, "alg", required=False)
         if algorithm is not None and algorithm not in ALGORITHMS:
-            raise _invalid("alg", f"'alg' must be one of {', '.join(ALGORITHMS)}")
+            raise invalid("alg", f"'alg' must be one of {', '.join(ALGORITHMS)}")
         link = await self._service.registry.mint(
             action,
             subject=subject,
             ttl=parse_ttl(body.get("ttl")),
             data=data,
-            state=_text(body, "state", required=False),
+            state=text_field(body, "state", required=False),
             algorithm=parse_algorithm(algorithm) if algorithm else None,
         )
         self._metrics.count("actionlinks_links_minted_total", "action", action)
@@ -276,7 +290,7 @@ class ApiEndpoints:
                 "alg": link.claims.algorithm,
             },
             status_code=201,
-            headers=_NO_STORE,
+            headers=NO_STORE,
         )
 
     async def status(self, request: Request, caller: ActionClaims) -> Response:
@@ -286,29 +300,29 @@ class ApiEndpoints:
             raise RequestError("no link with this jti", status=404, code="not_found")
         body = status_json(found)
         body["dispatch"] = self._service.describe(found.action)
-        return JSONResponse(body, headers=_NO_STORE)
+        return JSONResponse(body, headers=NO_STORE)
 
     async def revoke(self, request: Request, caller: ActionClaims) -> Response:
         """POST /v1/links/revoke: ``{"jti"}`` or ``{"sub", "action"?}``."""
         body = await read_json(request)
         unknown = sorted(set(body) - {"jti", "sub", "action"})
         if unknown:
-            raise _invalid(unknown[0], f"unknown field '{unknown[0]}'")
-        token_id = _text(body, "jti", required=False)
-        subject = _text(body, "sub", required=False)
-        action = _text(body, "action", required=False)
+            raise invalid(unknown[0], f"unknown field '{unknown[0]}'")
+        token_id = text_field(body, "jti", required=False)
+        subject = text_field(body, "sub", required=False)
+        action = text_field(body, "action", required=False)
         registry = self._service.registry
         if (token_id is None) == (subject is None):
-            raise _invalid("jti", "give either 'jti' or 'sub'")
+            raise invalid("jti", "give either 'jti' or 'sub'")
         if token_id is not None:
             if action is not None:
-                raise _invalid("action", "'action' goes with 'sub', not 'jti'")
+                raise invalid("action", "'action' goes with 'sub', not 'jti'")
             await registry.revoke(token_id)  # checks the id first
             known = await self._service.links.status(token_id) is not None
             return JSONResponse(
-                {"revoked": {"jti": token_id}, "known": known}, headers=_NO_STORE
+                {"revoked": {"jti": token_id}, "known": known}, headers=NO_STORE
             )
         await registry.revoke_subject(subject or "", action=action)
         return JSONResponse(
-            {"revoked": {"sub": subject, "action": action}}, headers=_NO_STORE
+            {"revoked": {"sub": subject, "action": action}}, headers=NO_STORE
         )

@@ -18,6 +18,7 @@ from dataclasses import replace
 from typing import TYPE_CHECKING, Any, NoReturn
 from urllib.parse import urlsplit
 
+from actionlinks import cli_webhooks
 from actionlinks.access import SCOPES
 from actionlinks.actions import token_from
 from actionlinks.clock import SystemClock, format_instant
@@ -118,6 +119,7 @@ def _parser() -> argparse.ArgumentParser:
     retire = key_commands.add_parser("retire", help="remove a verify-only key")
     retire.add_argument("kid", metavar="KID")
     key_commands.add_parser("jwks", help="print the public JWK Set")
+    cli_webhooks.add_parser(commands, _json_object)
     return parser
 
 
@@ -139,9 +141,9 @@ def _json_object(text: str) -> dict[str, Any]:
     try:
         value = json.loads(text)
     except (ValueError, RecursionError) as exc:
-        raise argparse.ArgumentTypeError("--data must be a JSON object") from exc
+        raise argparse.ArgumentTypeError("must be a JSON object") from exc
     if not isinstance(value, dict):
-        raise argparse.ArgumentTypeError("--data must be a JSON object")
+        raise argparse.ArgumentTypeError("must be a JSON object")
     return value
 
 
@@ -400,7 +402,9 @@ def _origin(url: str) -> tuple[str, str, int | None]:
 
 
 async def _with_service(settings: Settings, args: argparse.Namespace) -> int:
-    async with Service(settings, log_warnings=False) as service:
+    async with Service(settings, log_warnings=False, deliver=False) as service:
+        if args.command == "webhooks":
+            return await cli_webhooks.run_webhooks(service, args)
         if args.command == "mint":
             return await _mint(service, args)
         if args.command == "verify":

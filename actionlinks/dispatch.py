@@ -10,19 +10,23 @@ sends with a live client.
 The ``webhook-id`` of a one-time link's use is derived from its ``jti`` and the
 submitted form: the failed attempt and the person's retry of it carry the same
 id, so a receiver that did the work but answered late can de-duplicate.
+
+An action with ``delivery = "queued"`` stores its ``link.used`` event in the
+outbox instead (destination ``action:<name>``), under the same id, and the
+person is told success once it is stored; the outbox worker delivers it.
 """
 
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from actionlinks.clock import format_instant
 from actionlinks.errors import ConfigurationError
 from actionlinks.webhooks import WebhookEndpoint, WebhookSender, new_message_id
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Mapping
+    from collections.abc import Callable, Mapping, Sequence
 
     import httpx
 
@@ -33,6 +37,23 @@ if TYPE_CHECKING:
 
 LINK_USED = "link.used"
 LINK_RENEWED = "link.renewed"
+NAMED = "action:"
+"""The outbox destination of an action's handler URL: ``action:<name>``."""
+
+
+class Queue(Protocol):
+    """Stores an event for later delivery (the service's webhook hub)."""
+
+    async def enqueue(
+        self,
+        event_type: str,
+        payload: dict[str, Any],
+        *,
+        destinations: Sequence[str],
+        message_id: str,
+    ) -> object:
+        """Store ``payload`` for ``destinations`` under ``message_id``."""
+        ...
 
 
 class ServiceDispatcher:
@@ -43,9 +64,10 @@ class ServiceDispatcher:
         client: returns the open service's HTTP client (raises
             ``ServiceClosedError`` when the service is closed).
         jwt: makes the JWT header of each delivery.
+        queue: returns where queued events are stored.
     """
 
-    __slots__ = ("_client", "_clock", "_endpoints", "_jwt")
+    __slots__ = ("_client", "_clock", "_endpoints", "_jwt", "_queue")
 
     def __init__(
         self,
@@ -53,11 +75,13 @@ class ServiceDispatcher:
         clock: Clock,
         client: Callable[[], httpx.AsyncClient],
         jwt: JwtSigner | None = None,
+        queue: Callable[[], Queue] | None = None,
     ) -> None:
         """Remember how to reach the service's current HTTP client."""
         self._clock = clock
         self._client = client
         self._jwt = jwt
+        self._queue = queue
         self._endpoints: dict[tuple[str, str, str], WebhookEndpoint] = {}
 
     def __repr__(self) -> str:
@@ -107,19 +131,25 @@ class ServiceDispatcher:
             if action.one_time
             else new_message_id()
         )
+        data = {
+            "action": claims.action,
+            "sub": claims.subject,
+            "jti": claims.token_id,
+            "issued_at": format_instant(claims.issued_at),
+            "expires_at": format_instant(claims.expires_at),
+            "data": claims.data,
+            "form": dict(form),
+        }
+        if action.delivery == "queued" and self._queue is not None:
+            await self._queue().enqueue(
+                LINK_USED,
+                data,
+                destinations=[NAMED + action.name],
+                message_id=message_id,
+            )
+            return None
         return await self._sender().send(
-            endpoint,
-            event_type=LINK_USED,
-            message_id=message_id,
-            data={
-                "action": claims.action,
-                "sub": claims.subject,
-                "jti": claims.token_id,
-                "issued_at": format_instant(claims.issued_at),
-                "expires_at": format_instant(claims.expires_at),
-                "data": claims.data,
-                "form": dict(form),
-            },
+            endpoint, event_type=LINK_USED, message_id=message_id, data=data
         )
 
     def renewer(self, action: Action) -> Renewer | None:

@@ -26,6 +26,8 @@ evidence as keyword-only attributes instead. Each class has a stable ``code``
     ├── LedgerUnavailableError    store failure (503); never read as "unused"
     │   └── ServiceClosedError    the service was used before it was opened
     ├── HandlerError              .released: an action's handler failed
+    ├── NotFoundError             .what: no endpoint or message with that id (404)
+    ├── ConflictError             the request contradicts the state (409)
     └── WebhookError
         ├── WebhookDeliveryError  .status_code: a non-2xx answer or no answer
         └── WebhookVerificationError .reason: an inbound webhook is not authentic
@@ -257,6 +259,36 @@ class HandlerError(ActionLinksError):
         """Carry whether the use was released."""
         super().__init__(message)
         self.released = released
+
+
+class NotFoundError(ActionLinksError):
+    """No such thing: a webhook endpoint or a message id that is not known.
+
+    Attributes:
+        what: ``endpoint`` or ``message``.
+    """
+
+    code = "not_found"
+
+    def __init__(self, message: str, *, what: str) -> None:
+        """Carry what was not found."""
+        super().__init__(message)
+        self.what = what
+
+
+class ConflictError(ActionLinksError):
+    """The request contradicts what is stored (a disabled endpoint, a reused id).
+
+    Attributes:
+        code: ``endpoint_disabled`` or ``message_exists``.
+    """
+
+    code = "conflict"
+
+    def __init__(self, message: str, *, code: str) -> None:
+        """Carry the stable code."""
+        super().__init__(message)
+        self.code = code
 
 
 class WebhookError(ActionLinksError):

@@ -20,6 +20,211 @@ def _error_schema() -> dict[str, Any]:
     }
 
 
+def _operation(  # noqa: PLR0913 - one OpenAPI operation, spelled out
+    operation_id: str,
+    summary: str,
+    status: int,
+    schema: str | None,
+    errors: dict[str, Any],
+    *,
+    body: dict[str, Any] | None = None,
+    path_id: bool = False,
+) -> dict[str, Any]:
+    answer: dict[str, Any] = {"description": summary}
+    if schema is not None:
+        answer["content"] = {
+            "application/json": {"schema": {"$ref": f"#/components/schemas/{schema}"}}
+        }
+    operation: dict[str, Any] = {
+        "operationId": operation_id,
+        "summary": summary,
+        "responses": {str(status): answer, **errors},
+    }
+    if body is not None:
+        operation["requestBody"] = body
+    if path_id:
+        operation["parameters"] = [
+            {"name": "id", "in": "path", "required": True, "schema": {"type": "string"}}
+        ]
+    return operation
+
+
+def _webhook_paths(
+    errors: Any,  # noqa: ANN401 - the document's error-response builder
+    json_body: Any,  # noqa: ANN401 - the document's request-body builder
+) -> dict[str, Any]:
+    read, write = (
+        errors(401, 403, 404, 503),
+        errors(401, 403, 404, 409, 413, 415, 422, 503),
+    )
+    return {
+        "/v1/webhooks/endpoints": {
+            "post": _operation(
+                "addWebhookEndpoint",
+                "Register an endpoint; the answer holds its secret (webhooks:write)",
+                201,
+                "WebhookEndpoint",
+                write,
+                body=json_body("WebhookEndpointRequest"),
+            ),
+            "get": _operation(
+                "listWebhookEndpoints",
+                "Every endpoint, never a secret (webhooks:read)",
+                200,
+                None,
+                read,
+            ),
+        },
+        "/v1/webhooks/endpoints/{id}": {
+            "delete": _operation(
+                "disableWebhookEndpoint",
+                "Disable an endpoint; what waits for it fails (webhooks:write)",
+                200,
+                "WebhookEndpoint",
+                write,
+                path_id=True,
+            )
+        },
+        "/v1/webhooks/endpoints/{id}/rotate": {
+            "post": _operation(
+                "rotateWebhookSecret",
+                "A new secret; the old ones sign for the overlap, 24h by default "
+                "(webhooks:write)",
+                200,
+                "WebhookEndpoint",
+                write,
+                path_id=True,
+            )
+        },
+        "/v1/webhooks/endpoints/{id}/enable": {
+            "post": _operation(
+                "enableWebhookEndpoint",
+                "Enable a disabled endpoint again (webhooks:write)",
+                200,
+                "WebhookEndpoint",
+                write,
+                path_id=True,
+            )
+        },
+        "/v1/webhooks/messages": {
+            "post": _operation(
+                "sendWebhookMessage",
+                "Store a message for its endpoints; 202 once stored (webhooks:write)",
+                202,
+                "WebhookMessage",
+                write,
+                body=json_body("WebhookMessageRequest"),
+            ),
+            "get": _operation(
+                "listWebhookMessages",
+                "Messages newest first; ?state=failed lists the dead letters, "
+                "?limit=1-100, ?before=<id> pages (webhooks:read)",
+                200,
+                None,
+                errors(401, 403, 422, 503),
+            ),
+        },
+        "/v1/webhooks/messages/{id}": {
+            "get": _operation(
+                "getWebhookMessage",
+                "A message, its deliveries and every attempt (webhooks:read)",
+                200,
+                "WebhookMessage",
+                read,
+                path_id=True,
+            )
+        },
+        "/v1/webhooks/messages/{id}/redeliver": {
+            "post": _operation(
+                "redeliverWebhookMessage",
+                "Deliver again now, under the same id (webhooks:write)",
+                202,
+                "WebhookMessage",
+                write,
+                path_id=True,
+            )
+        },
+    }
+
+
+def _webhook_schemas() -> dict[str, Any]:
+    text, instant = (
+        {"type": "string"},
+        {"type": ["string", "null"], "format": "date-time"},
+    )
+    return {
+        "WebhookEndpointRequest": {
+            "type": "object",
+            "required": ["url"],
+            "additionalProperties": False,
+            "properties": {
+                "url": text,
+                "event_types": {"type": ["array", "null"], "items": text},
+                "jwt_header": {"type": ["string", "null"]},
+            },
+        },
+        "WebhookEndpoint": {
+            "type": "object",
+            "properties": {
+                "id": text,
+                "url": text,
+                "event_types": {"type": ["array", "null"], "items": text},
+                "jwt_header": {"type": ["string", "null"]},
+                "state": {"enum": ["enabled", "disabled"]},
+                "disabled_reason": {"type": ["string", "null"]},
+                "created_at": instant,
+                "secret": {**text, "description": "only when created or rotated"},
+            },
+        },
+        "WebhookMessageRequest": {
+            "type": "object",
+            "required": ["event_type", "payload"],
+            "additionalProperties": False,
+            "properties": {
+                "event_type": text,
+                "payload": {"type": "object"},
+                "endpoint_id": text,
+                "id": {**text, "description": "your id: sending it again is a no-op"},
+            },
+        },
+        "WebhookMessage": {
+            "type": "object",
+            "properties": {
+                "id": text,
+                "event_type": text,
+                "state": {"enum": ["pending", "delivered", "failed", "none"]},
+                "created_at": instant,
+                "payload": {"type": "object"},
+                "deliveries": {
+                    "type": "array",
+                    "items": {
+                        "type": "object",
+                        "properties": {
+                            "endpoint_id": text,
+                            "state": {"enum": ["pending", "delivered", "failed"]},
+                            "attempts": {"type": "integer"},
+                            "next_attempt_at": instant,
+                            "history": {
+                                "type": "array",
+                                "items": {
+                                    "type": "object",
+                                    "properties": {
+                                        "at": instant,
+                                        "status": {"type": ["integer", "null"]},
+                                        "latency_ms": {"type": "number"},
+                                        "response": text,
+                                        "error": {"type": ["string", "null"]},
+                                    },
+                                },
+                            },
+                        },
+                    },
+                },
+            },
+        },
+    }
+
+
 def openapi_document(base_url: str) -> dict[str, Any]:
     """The OpenAPI 3.1 description of the HTTP API."""
     error = {"$ref": "#/components/schemas/Error"}
@@ -33,7 +238,11 @@ def openapi_document(base_url: str) -> dict[str, Any]:
             for code, description in (
                 (401, "Missing or invalid access token"),
                 (403, "The access token lacks the scope"),
-                (404, "No such link"),
+                (404, "No such link, endpoint or message"),
+                (
+                    409,
+                    "Conflicts with what is stored (a disabled endpoint, a reused id)",
+                ),
                 (413, "Body over 64 KiB"),
                 (415, "Body is not application/json"),
                 (422, "Malformed body; 'field' names the culprit"),
@@ -57,7 +266,8 @@ def openapi_document(base_url: str) -> dict[str, Any]:
         "info": {
             "title": "actionlinks",
             "version": "1",
-            "description": "Mint, inspect and revoke signed one-time action links.",
+            "description": "Mint, inspect and revoke signed one-time action links; "
+            "send signed webhooks durably.",
         },
         "servers": [{"url": base_url}],
         "security": [{"bearer": []}],
@@ -118,6 +328,7 @@ def openapi_document(base_url: str) -> dict[str, Any]:
                     },
                 }
             },
+            **_webhook_paths(errors, json_body),
         },
         "components": {
             "securitySchemes": {
@@ -130,6 +341,7 @@ def openapi_document(base_url: str) -> dict[str, Any]:
                 }
             },
             "schemas": {
+                **_webhook_schemas(),
                 "Error": _error_schema(),
                 "MintRequest": {
                     "type": "object",

@@ -9,9 +9,12 @@ as long as it runs:
 - the store (connected and migrated when it opens, flushed and closed after);
 - the HTTP client that delivers handler webhooks (public destinations only,
   unless ``ACTIONLINKS_WEBHOOK_ALLOW_PRIVATE``);
-- its background tasks: writing link views and rejection counts behind, and
+- its background tasks: writing link views and rejection counts behind,
   watching the keys file (every second, and on SIGHUP when asked), so that a
-  rotated or retired key reaches every worker within seconds.
+  rotated or retired key reaches every worker within seconds, and the outbox
+  worker that delivers stored webhook messages with retries;
+- :attr:`Service.webhooks`, the :class:`~actionlinks.webhooks.hub.WebhookHub`
+  that registers endpoints and accepts messages.
 
 ``create_app(service)`` only routes requests to it, mounted or standalone. The
 service may be opened by several apps at once (it counts) and opened again
@@ -43,10 +46,13 @@ from actionlinks.errors import (
     ServiceClosedError,
 )
 from actionlinks.keyfile import KeyFile
+from actionlinks.outbox import OutboxWorker, RetryPolicy
 from actionlinks.registry import ActionRegistry
 from actionlinks.stores import store_from_url
 from actionlinks.tokens import TokenIssuer
 from actionlinks.webhooks import PublicOnlyTransport, is_private_literal
+from actionlinks.webhooks.delivery import CHANNEL, WebhookDeliverer
+from actionlinks.webhooks.hub import WebhookHub
 from actionlinks.webhooks.jwt import mint_webhook_jwt
 
 if TYPE_CHECKING:
@@ -58,6 +64,7 @@ if TYPE_CHECKING:
     from actionlinks.links import LinkStore
     from actionlinks.settings import Settings
     from actionlinks.stores import Store
+    from actionlinks.webhooks.sender import WebhookEndpoint
 
 _log = logging.getLogger("actionlinks")
 
@@ -81,6 +88,8 @@ class Service:
             does; only possible in the main thread).
         log_warnings: log, when it opens, what an operator should hear about
             (actions that do nothing, a config file readable by others).
+        deliver: run the outbox worker while open (``actionlinks serve`` and
+            library mode do; a one-shot CLI command does not).
 
     Raises:
         KeyFileError: the keys file is missing or unsafe.
@@ -98,6 +107,7 @@ class Service:
         http_client: httpx.AsyncClient | None = None,
         reload_on_sighup: bool = False,
         log_warnings: bool = True,
+        deliver: bool = True,
     ) -> None:
         """Load the keys and build the parts; connect nothing."""
         self.settings = settings
@@ -113,7 +123,10 @@ class Service:
             settings.database_url, clock=self.clock
         )
         self._dispatcher = ServiceDispatcher(
-            clock=self.clock, client=self._client, jwt=self.sign_webhook_jwt
+            clock=self.clock,
+            client=self._client,
+            jwt=self.sign_webhook_jwt,
+            queue=lambda: self.webhooks,
         )
         self.registry = ActionRegistry(
             self.issuer,
@@ -126,6 +139,32 @@ class Service:
         )
         self.access = AccessTokens(
             self.issuer, ledger=self.store.ledger, clock=self.clock
+        )
+        deliverer = WebhookDeliverer(
+            endpoints=self.store.endpoints,
+            outbox=self.store.outbox,
+            client=self._client,
+            clock=self.clock,
+            jwt=self.sign_webhook_jwt,
+            named=self._named_endpoint,
+        )
+        policy = RetryPolicy(settings.webhook_retry_schedule)
+        self._worker = OutboxWorker(
+            self.store.outbox,
+            deliverer,
+            channel=CHANNEL,
+            clock=self.clock,
+            policy=policy,
+        )
+        self._deliver = deliver
+        self.webhooks = WebhookHub(
+            endpoints=self.store.endpoints,
+            outbox=self.store.outbox,
+            deliverer=deliverer,
+            clock=self.clock,
+            policy=policy,
+            allow_private=settings.webhook_allow_private,
+            wake=self._worker.wake,
         )
         self._given_client = http_client
         self._http: httpx.AsyncClient | None = None
@@ -183,6 +222,11 @@ class Service:
                     now=self.clock.now(),
                 )
         return None
+
+    def _named_endpoint(self, destination: str) -> WebhookEndpoint | None:
+        name = destination.removeprefix("action:")
+        action = self.registry.actions.get(name)
+        return None if action is None else self._dispatcher.endpoint(action)
 
     def describe(self, action: str) -> str | None:
         """What a use of ``action`` does, for people; ``None`` if nothing happens."""
@@ -306,6 +350,8 @@ class Service:
         async with anyio.create_task_group() as tasks:
             tasks.start_soon(self._flush_forever)
             tasks.start_soon(self._watch_keys)
+            if self._deliver:
+                tasks.start_soon(self._worker.run)
             if self._reload_on_sighup:
                 if threading.current_thread() is threading.main_thread():
                     tasks.start_soon(self._reload_on_signal)

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, TypeAlias
 from urllib.parse import urlsplit
 
-from actionlinks.actions import DEFAULT_ACTIONS, Action, validate_base_url
+from actionlinks.actions import DEFAULT_ACTIONS, Action, Delivery, validate_base_url
 from actionlinks.errors import ConfigurationError
 
 if TYPE_CHECKING:
@@ -50,6 +50,7 @@ _ACTION_FIELDS = frozenset(
         "handler_url",
         "handler_secret",
         "redirect",
+        "delivery",
     }
 )
 
@@ -388,9 +389,19 @@ def _declared_action(name: str, options: object, base: Action | None) -> Action:
             handler_url=_optional_text(options, "handler_url", where),
             handler_secret=_optional_text(options, "handler_secret", where),
             redirect=_optional_text(options, "redirect", where),
+            delivery=_delivery(options, where),
         )
     except ConfigurationError as exc:
         raise ConfigurationError(f"{where} {exc}") from exc
+
+
+def _delivery(options: Mapping[str, object], where: str) -> Delivery:
+    value = options.get("delivery", "wait")
+    if value == "wait":
+        return "wait"
+    if value == "queued":
+        return "queued"
+    raise ConfigurationError(f'{where} delivery must be "wait" or "queued"')
 
 
 def _duration(options: Mapping[str, object], name: str, where: str) -> timedelta | None:
@@ -444,5 +455,6 @@ leeway = 30
 # ttl = "24h"
 # handler_url = "https://app.example.com/hooks/actionlinks"
 # handler_secret = "whsec_…"
+# delivery = "queued"   # answer once the link.used event is stored (default: wait)
 # redirect = "https://app.example.com/welcome"
 """

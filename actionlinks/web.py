@@ -38,6 +38,7 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from actionlinks.api import ApiEndpoints, api_error
+from actionlinks.api_webhooks import WebhookRoutes
 from actionlinks.clock import format_instant
 from actionlinks.errors import (
     ActionLinksError,
@@ -554,6 +555,7 @@ def create_app(service: Service) -> Starlette:
         Route("/openapi.json", site.openapi, methods=["GET"], name="openapi"),
         Route("/favicon.ico", _no_content, methods=["GET"], name="favicon"),
         *api.routes(),
+        *WebhookRoutes(lambda: service.webhooks, guard=api.guard).routes(),
         Mount(
             "/static",
             app=StaticFiles(directory=templates_dir() / "static"),

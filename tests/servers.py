@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Self
 
+import anyio
 import httpx
 import uvicorn
 from standardwebhooks import Webhook
@@ -116,29 +117,60 @@ class ServeProcess:
 
 @dataclass
 class Receiver:
-    """A webhook receiver on 127.0.0.1 answering with the statuses it is given."""
+    """A webhook receiver on 127.0.0.1 answering with the statuses it is given.
 
-    secret: str
-    statuses: list[int] = field(default_factory=list)
+    Every delivery is verified with the reference ``standardwebhooks`` library
+    (against ``secret``, or against each of ``secrets`` alone when given). A
+    status may come with headers (``(302, {"location": …})``); ``hold`` makes
+    each answer wait that many seconds (set ``release`` to stop waiting).
+    """
+
+    secret: str = ""
+    statuses: list[int | tuple[int, dict[str, str]]] = field(default_factory=list)
     events: list[dict] = field(default_factory=list)
     attempts: list[tuple[str, int]] = field(default_factory=list)
+    requests: list[tuple[dict[str, str], bytes]] = field(default_factory=list)
+    elsewhere: list[str] = field(default_factory=list)
+    secrets: list[str] = field(default_factory=list)
+    hold: float = 0.0
+    release: threading.Event = field(default_factory=threading.Event)
     port: int = field(default_factory=free_port)
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}/hooks"
 
+    def ids(self) -> set[str]:
+        return {message_id for message_id, status in self.attempts if status < 300}
+
     async def _hook(self, request: Request) -> Response:
         body = await request.body()
-        payload = Webhook(self.secret).verify(body, dict(request.headers))
-        status = self.statuses.pop(0) if self.statuses else 204
+        headers = dict(request.headers)
+        self.requests.append((headers, body))
+        for secret in self.secrets or [self.secret]:
+            payload = Webhook(secret).verify(body, headers)
+        if self.hold:
+            deadline = time.monotonic() + self.hold
+            while time.monotonic() < deadline and not self.release.is_set():  # noqa: ASYNC110 - a thread's event
+                await anyio.sleep(0.05)
+        answer = self.statuses.pop(0) if self.statuses else 204
+        status, extra = answer if isinstance(answer, tuple) else (answer, {})
         self.attempts.append((request.headers["webhook-id"], status))
         if 200 <= status < 300:
             self.events.append(payload)
-        return Response(status_code=status)
+        return Response(status_code=status, headers=extra)
+
+    async def _elsewhere(self, request: Request) -> Response:
+        self.elsewhere.append(request.method)
+        return Response(status_code=204)
 
     def __enter__(self) -> Self:
-        app = Starlette(routes=[Route("/hooks", self._hook, methods=["POST"])])
+        app = Starlette(
+            routes=[
+                Route("/hooks", self._hook, methods=["POST"]),
+                Route("/elsewhere", self._elsewhere, methods=["GET", "POST"]),
+            ]
+        )
         config = uvicorn.Config(
             app, host="127.0.0.1", port=self.port, log_level="warning"
         )

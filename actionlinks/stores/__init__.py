@@ -1,8 +1,9 @@
 """Storage backends, one seam: a :class:`Store` is chosen by its URL's scheme.
 
 A store owns the one-time-use ledger (:class:`~actionlinks.ledger.Ledger`), the
-link status store (:class:`~actionlinks.links.LinkStore`), its connections, its
-schema and its health. ``sqlite:///path`` (the embedded default) and
+link status store (:class:`~actionlinks.links.LinkStore`), the durable outbox
+(:class:`~actionlinks.outbox.Outbox`), the webhook endpoints, its connections,
+its schema and its health. ``sqlite:///path`` (the embedded default) and
 ``memory://`` (tests) are here; PostgreSQL and Redis come next, behind the same
 protocol and the same contract suites.
 """
@@ -20,6 +21,8 @@ if TYPE_CHECKING:
     from actionlinks.clock import Clock
     from actionlinks.ledger import Ledger
     from actionlinks.links import LinkStore
+    from actionlinks.outbox import Outbox
+    from actionlinks.webhooks.endpoints import EndpointStore
 
 __all__ = ["MemoryStore", "SqliteStore", "Store", "store_from_url"]
 
@@ -39,6 +42,16 @@ class Store(Protocol):
     @property
     def links(self) -> LinkStore:
         """The link status store."""
+        ...
+
+    @property
+    def outbox(self) -> Outbox:
+        """The durable outbox (webhooks now, mail next)."""
+        ...
+
+    @property
+    def endpoints(self) -> EndpointStore:
+        """The registered webhook endpoints."""
         ...
 
     async def connect(self) -> None:

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 
 from actionlinks.ledger import MemoryLedger
 from actionlinks.links import LinkStatus, RejectedAttempts, link_state
+from actionlinks.stores.memory_outbox import MemoryEndpointStore, MemoryOutbox
 
 if TYPE_CHECKING:
     from datetime import datetime
@@ -169,12 +170,14 @@ class MemoryStore:
         clock: stamps and expires entries.
     """
 
-    __slots__ = ("_ledger", "_links")
+    __slots__ = ("_endpoints", "_ledger", "_links", "_outbox")
 
     def __init__(self, *, clock: Clock) -> None:
         """Start empty."""
         self._ledger = MemoryLedger(clock=clock)
         self._links = MemoryLinkStore(clock=clock)
+        self._outbox = MemoryOutbox(clock=clock)
+        self._endpoints = MemoryEndpointStore()
 
     def __repr__(self) -> str:
         """Say where the data lives."""
@@ -189,6 +192,16 @@ class MemoryStore:
     def links(self) -> MemoryLinkStore:
         """The link status store."""
         return self._links
+
+    @property
+    def outbox(self) -> MemoryOutbox:
+        """The durable (here: in-memory) outbox."""
+        return self._outbox
+
+    @property
+    def endpoints(self) -> MemoryEndpointStore:
+        """The registered webhook endpoints."""
+        return self._endpoints
 
     async def connect(self) -> None:
         """Nothing to connect to."""

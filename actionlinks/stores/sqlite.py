@@ -1,4 +1,4 @@
-"""The embedded default store: ledger and link status in one SQLite file.
+"""The embedded default store: everything in one SQLite file.
 
 The schema is versioned (SQLite's ``user_version``) and migrated step by step
 when the service starts or by ``actionlinks migrate``; step 1 is the schema of
@@ -9,9 +9,12 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from actionlinks.stores import sqlite_endpoints, sqlite_outbox
 from actionlinks.stores.sqlite_db import SqliteDatabase
+from actionlinks.stores.sqlite_endpoints import SqliteEndpointStore
 from actionlinks.stores.sqlite_ledger import SqliteLedger
 from actionlinks.stores.sqlite_links import SqliteLinkStore
+from actionlinks.stores.sqlite_outbox import SqliteOutbox
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -133,25 +136,29 @@ ALTER TABLE ledger_entries ADD COLUMN holder TEXT;
 ALTER TABLE ledger_entries ADD COLUMN held_until_us INTEGER;
 """
 
-SCHEMA_STEPS = (_LEGACY, _MICROSECONDS, _HOLDS)
+_OUTBOX = sqlite_outbox.SCHEMA + sqlite_endpoints.SCHEMA
+
+SCHEMA_STEPS = (_LEGACY, _MICROSECONDS, _HOLDS, _OUTBOX)
 """``SCHEMA_STEPS[n]`` migrates version ``n`` to ``n + 1``."""
 
 
 class SqliteStore:
-    """Ledger and link status in one SQLite file (WAL), shared by processes.
+    """Ledger, links, outbox and endpoints in one SQLite file (WAL), shared.
 
     Args:
         path: the database file; created with mode 0600 when absent.
         clock: stamps and expires entries.
     """
 
-    __slots__ = ("_database", "_ledger", "_links")
+    __slots__ = ("_database", "_endpoints", "_ledger", "_links", "_outbox")
 
     def __init__(self, path: Path, *, clock: Clock) -> None:
         """Prepare the store; :meth:`connect` opens the file."""
         self._database = SqliteDatabase(path)
         self._ledger = SqliteLedger(self._database, clock=clock)
         self._links = SqliteLinkStore(self._database, clock=clock)
+        self._outbox = SqliteOutbox(self._database, clock=clock)
+        self._endpoints = SqliteEndpointStore(self._database)
 
     def __repr__(self) -> str:
         """Name the file."""
@@ -166,6 +173,16 @@ class SqliteStore:
     def links(self) -> SqliteLinkStore:
         """The link status store."""
         return self._links
+
+    @property
+    def outbox(self) -> SqliteOutbox:
+        """The durable outbox."""
+        return self._outbox
+
+    @property
+    def endpoints(self) -> SqliteEndpointStore:
+        """The registered webhook endpoints."""
+        return self._endpoints
 
     @property
     def database(self) -> SqliteDatabase:

@@ -186,6 +186,28 @@ class SqliteDatabase:
         except sqlite3.Error as exc:
             raise LedgerUnavailableError(f"the database failed: {exc}") from exc
 
+    async def transaction(self, work: Callable[[sqlite3.Connection], T]) -> T:
+        """Run ``work`` in one write transaction (``BEGIN IMMEDIATE``).
+
+        Nothing of it is kept when it raises.
+
+        Raises:
+            LedgerUnavailableError: SQLite failed.
+            ServiceClosedError: the database is not open.
+        """
+
+        def atomic(connection: sqlite3.Connection) -> T:
+            connection.execute("BEGIN IMMEDIATE")
+            try:
+                result = work(connection)
+            except BaseException:
+                connection.execute("ROLLBACK")
+                raise
+            connection.execute("COMMIT")
+            return result
+
+        return await self.run(atomic)
+
     async def execute(self, sql: str, parameters: tuple[Any, ...] = ()) -> int:
         """Run one statement; the number of rows it changed."""
         return await self.run(lambda c: c.execute(sql, parameters).rowcount)

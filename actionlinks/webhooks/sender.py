@@ -1,9 +1,10 @@
 """Sending one signed webhook: Standard Webhooks headers over the exact body.
 
 :class:`WebhookEndpoint` is a destination and its secret (validated, shown
-without query or credentials); :class:`WebhookSender` posts one event to one
-endpoint with the client it is given and answers with the receiver's 2xx
-status, or raises. Durable delivery with retries is the outbox's job.
+without query or credentials); :class:`WebhookSender` makes one attempt at
+one endpoint with the client it is given (:meth:`~WebhookSender.attempt`, for
+the outbox's worker), or sends an event now and raises unless it was accepted
+(:meth:`~WebhookSender.send`, for a person who waits).
 """
 
 from __future__ import annotations
@@ -12,23 +13,31 @@ import hashlib
 import hmac
 import json
 import re
+from datetime import timedelta
 from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import urlsplit
 
+import anyio
 import httpx
 
 from actionlinks.clock import format_instant
 from actionlinks.errors import ConfigurationError, WebhookDeliveryError
 from actionlinks.jws import b64url_encode
+from actionlinks.outbox.model import RESPONSE_EXCERPT, Attempt, excerpt
+from actionlinks.outbox.schedule import parse_retry_after
+from actionlinks.outbox.worker import AttemptResult
 from actionlinks.webhooks.guard import check_url, is_refused_destination
 from actionlinks.webhooks.signing import V1Key, secret_bytes, signature_headers
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping
+    from collections.abc import Mapping, Sequence
+    from datetime import datetime
 
     from actionlinks.clock import Clock
 
 TIMEOUT = httpx.Timeout(10.0, connect=5.0)
+ATTEMPT_LIMIT = timedelta(seconds=15)
+"""The longest one attempt may take, however slowly the receiver answers."""
 _HEADER_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9-]{0,63}")
 _RESERVED = frozenset({"content-type", "content-length", "host"})
 
@@ -46,7 +55,8 @@ class WebhookEndpoint:
 
     Args:
         url: where to POST (https, or http to localhost).
-        secret: the endpoint's ``whsec_`` secret.
+        secret: the endpoint's ``whsec_`` secret, or every secret that signs
+            during a rotation (newest first).
         jwt_header: the header that carries the JWT (``authorization``, as
             ``Bearer <jwt>``, by default); ``None`` sends none.
 
@@ -57,7 +67,11 @@ class WebhookEndpoint:
     __slots__ = ("_key", "_v1", "jwt_header", "shown", "url")
 
     def __init__(
-        self, url: str, *, secret: str, jwt_header: str | None = "authorization"
+        self,
+        url: str,
+        *,
+        secret: str | Sequence[str],
+        jwt_header: str | None = "authorization",
     ) -> None:
         """Check the URL, the secret and the header name."""
         self.url = check_url(url, what="a webhook URL")
@@ -68,8 +82,13 @@ class WebhookEndpoint:
         # Messages and reprs never show a query or credentials: they may hold secrets.
         host = parts.netloc.rpartition("@")[2]
         self.shown = f"{parts.scheme}://{host}{parts.path}"
-        self._key = secret_bytes(secret)
-        self._v1 = V1Key(self._key)
+        keys = [
+            secret_bytes(s) for s in ([secret] if isinstance(secret, str) else secret)
+        ]
+        if not keys:
+            raise ConfigurationError("a webhook endpoint needs a secret")
+        self._key = keys[0]
+        self._v1 = [V1Key(key) for key in keys]
 
     def __repr__(self) -> str:
         """Show where it posts, never the secret or the URL's query."""
@@ -93,6 +112,14 @@ class WebhookEndpoint:
         return signature_headers(
             self._v1, message_id=message_id, timestamp=timestamp, body=body
         )
+
+
+def event_body(event_type: str, data: Mapping[str, Any], *, at: datetime) -> bytes:
+    """The body of an event: ``{"type", "timestamp", "data"}``, compact JSON."""
+    return json.dumps(
+        {"type": event_type, "timestamp": format_instant(at), "data": dict(data)},
+        separators=(",", ":"),
+    ).encode()
 
 
 class WebhookSender:
@@ -130,17 +157,26 @@ class WebhookSender:
         message_id: str,
         data: Mapping[str, Any],
     ) -> int:
-        """POST one signed event; the receiver's 2xx status code.
+        """POST one signed event now; the receiver's 2xx status code.
 
         Raises:
             WebhookDeliveryError: no 2xx answer, no answer, or a destination
                 that is not a public address (``status_code`` is ``None``).
         """
-        now = self._clock.now()
-        body = json.dumps(
-            {"type": event_type, "timestamp": format_instant(now), "data": dict(data)},
-            separators=(",", ":"),
-        ).encode()
+        body = event_body(event_type, data, at=self._clock.now())
+        result = await self.attempt(endpoint, message_id=message_id, body=body)
+        status = result.attempt.status
+        if result.outcome != "delivered" or status is None:
+            reason = result.attempt.error or f"answered {status}"
+            raise WebhookDeliveryError(
+                f"the webhook receiver at {endpoint.shown} {reason}",
+                status_code=status,
+            )
+        return status
+
+    def _headers(
+        self, endpoint: WebhookEndpoint, *, message_id: str, body: bytes, now: datetime
+    ) -> dict[str, str]:
         headers = endpoint.headers(
             message_id=message_id, timestamp=int(now.timestamp()), body=body
         )
@@ -151,28 +187,61 @@ class WebhookSender:
             if token is not None:
                 bearer = carrier == "authorization"
                 headers[carrier] = f"Bearer {token}" if bearer else token
-        try:
-            response = await self._client.post(
-                endpoint.url,
-                content=body,
-                headers=headers,
-                timeout=TIMEOUT,
-                follow_redirects=False,
-            )
-        except httpx.HTTPError as exc:
-            reason = (
-                "is not a public address; set ACTIONLINKS_WEBHOOK_ALLOW_PRIVATE=1 "
-                "to allow it"
-                if is_refused_destination(exc)
-                else "did not answer"
-            )
-            raise WebhookDeliveryError(
-                f"the webhook receiver at {endpoint.shown} {reason}", status_code=None
-            ) from exc
-        if not response.is_success:
-            raise WebhookDeliveryError(
-                f"the webhook receiver at {endpoint.shown} answered "
-                f"{response.status_code}",
-                status_code=response.status_code,
-            )
-        return response.status_code
+        return headers
+
+    async def attempt(
+        self, endpoint: WebhookEndpoint, *, message_id: str, body: bytes
+    ) -> AttemptResult:
+        """POST ``body`` once, signed now; what came of it (never raises for it).
+
+        Any 2xx is delivered; 410 Gone and a refused (non-public) destination
+        are ``failed``; anything else is ``retry``, with the receiver's
+        ``Retry-After``. No redirect is followed. At most ``RESPONSE_EXCERPT``
+        characters of the answer are read.
+        """
+        now = self._clock.now()
+        headers = self._headers(endpoint, message_id=message_id, body=body, now=now)
+        started = anyio.current_time()
+        status: int | None = None
+        answer = b""
+        retry_after = None
+        error = None
+        with anyio.move_on_after(ATTEMPT_LIMIT.total_seconds()) as limit:
+            try:
+                async with self._client.stream(
+                    "POST",
+                    endpoint.url,
+                    content=body,
+                    headers=headers,
+                    timeout=TIMEOUT,
+                    follow_redirects=False,
+                ) as response:
+                    status = response.status_code
+                    retry_after = parse_retry_after(
+                        response.headers.get("retry-after"), now=now
+                    )
+                    async for chunk in response.aiter_bytes():
+                        answer += chunk
+                        if len(answer) >= RESPONSE_EXCERPT:
+                            break
+            except httpx.HTTPError as exc:
+                error = (
+                    "is not a public address; set ACTIONLINKS_WEBHOOK_ALLOW_PRIVATE=1 "
+                    "to allow it"
+                    if is_refused_destination(exc)
+                    else "did not answer"
+                )
+        if limit.cancelled_caught and error is None:
+            error = f"did not answer within {ATTEMPT_LIMIT.total_seconds():.0f} s"
+        attempt = Attempt(
+            at=now,
+            latency=timedelta(seconds=anyio.current_time() - started),
+            status=status,
+            response=excerpt(answer.decode("utf-8", "replace")),
+            error=error,
+        )
+        if error is None and status is not None and 200 <= status < 300:
+            return AttemptResult(attempt=attempt, outcome="delivered")
+        if status == 410 and error is None:
+            return AttemptResult(attempt=attempt, outcome="failed")
+        return AttemptResult(attempt=attempt, outcome="retry", retry_after=retry_after)

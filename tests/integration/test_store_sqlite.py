@@ -10,6 +10,7 @@ from datetime import timedelta
 import pytest
 from contracts.ledger import LedgerContract
 from contracts.links import LinkStoreContract
+from contracts.outbox import EndpointStoreContract, OutboxContract
 
 from actionlinks.errors import LedgerUnavailableError, ServiceClosedError
 from actionlinks.stores import SqliteStore, store_from_url
@@ -57,6 +58,14 @@ class TestSqliteLedger(LedgerContract):
 
 
 class TestSqliteLinkStore(LinkStoreContract):
+    pass
+
+
+class TestSqliteOutbox(OutboxContract):
+    pass
+
+
+class TestSqliteEndpointStore(EndpointStoreContract):
     pass
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 from contracts.ledger import LedgerContract
 from contracts.links import LinkStoreContract
+from contracts.outbox import EndpointStoreContract, OutboxContract
 
 from actionlinks.stores import MemoryStore, store_from_url
 
@@ -32,4 +33,12 @@ class TestMemoryLedger(LedgerContract):
 
 
 class TestMemoryLinkStore(LinkStoreContract):
+    pass
+
+
+class TestMemoryOutbox(OutboxContract):
+    pass
+
+
+class TestMemoryEndpointStore(EndpointStoreContract):
     pass

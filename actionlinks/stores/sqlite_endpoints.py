@@ -1,0 +1,136 @@
+"""Registered webhook endpoints in the SQLite database.
+
+The secrets are stored as written (they sign every delivery); the database
+file is private (mode 0600) for that reason among others.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING
+
+from actionlinks.stores.sqlite_ledger import instant, micros
+from actionlinks.webhooks.endpoints import EndpointRecord, EndpointSecret
+
+if TYPE_CHECKING:
+    import sqlite3
+    from collections.abc import Callable
+
+    from actionlinks.stores.sqlite_db import Row, SqliteDatabase
+
+SCHEMA = """
+CREATE TABLE webhook_endpoints (
+    seq INTEGER PRIMARY KEY,
+    id TEXT NOT NULL UNIQUE,
+    url TEXT NOT NULL,
+    event_types TEXT,
+    jwt_header TEXT,
+    secrets TEXT NOT NULL,
+    created_us INTEGER NOT NULL,
+    disabled_us INTEGER,
+    disabled_reason TEXT
+);
+"""
+
+_COLUMNS = (
+    "id, url, event_types, jwt_header, secrets, created_us, disabled_us, "
+    "disabled_reason"
+)
+
+
+def _row(endpoint: EndpointRecord) -> tuple[object, ...]:
+    return (
+        endpoint.endpoint_id,
+        endpoint.url,
+        None if endpoint.event_types is None else json.dumps(endpoint.event_types),
+        endpoint.jwt_header,
+        json.dumps(
+            [
+                [s.secret, None if s.until is None else micros(s.until)]
+                for s in endpoint.secrets
+            ]
+        ),
+        micros(endpoint.created_at),
+        None if endpoint.disabled_at is None else micros(endpoint.disabled_at),
+        endpoint.disabled_reason,
+    )
+
+
+def _record(row: Row) -> EndpointRecord:
+    return EndpointRecord(
+        endpoint_id=row[0],
+        url=row[1],
+        event_types=None if row[2] is None else tuple(json.loads(row[2])),
+        jwt_header=row[3],
+        secrets=tuple(
+            EndpointSecret(secret, None if until is None else instant(until))
+            for secret, until in json.loads(row[4])
+        ),
+        created_at=instant(row[5]),
+        disabled_at=None if row[6] is None else instant(row[6]),
+        disabled_reason=row[7],
+    )
+
+
+class SqliteEndpointStore:
+    """Webhook endpoints in the SQLite database.
+
+    Args:
+        database: the database (its owner connects, migrates and closes it).
+    """
+
+    __slots__ = ("_database",)
+
+    def __init__(self, database: SqliteDatabase) -> None:
+        """Use the endpoint table of ``database``."""
+        self._database = database
+
+    def __repr__(self) -> str:
+        """Name the database."""
+        return f"SqliteEndpointStore({self._database!r})"
+
+    async def add(self, endpoint: EndpointRecord) -> None:
+        """Keep a new endpoint."""
+        await self._database.execute(
+            f"INSERT INTO webhook_endpoints ({_COLUMNS}) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            _row(endpoint),
+        )
+
+    async def get(self, endpoint_id: str) -> EndpointRecord | None:
+        """The endpoint ``endpoint_id``, or ``None``."""
+        row = await self._database.fetchone(
+            f"SELECT {_COLUMNS} FROM webhook_endpoints WHERE id = ?", (endpoint_id,)
+        )
+        return None if row is None else _record(row)
+
+    async def all(self) -> list[EndpointRecord]:
+        """Every endpoint, oldest first."""
+        rows = await self._database.fetchall(
+            f"SELECT {_COLUMNS} FROM webhook_endpoints ORDER BY seq"
+        )
+        return [_record(row) for row in rows]
+
+    async def update(
+        self, endpoint_id: str, change: Callable[[EndpointRecord], EndpointRecord]
+    ) -> EndpointRecord | None:
+        """Apply ``change`` in one write transaction; the result, or ``None``."""
+
+        def write(connection: sqlite3.Connection) -> EndpointRecord | None:
+            row = connection.execute(
+                f"SELECT {_COLUMNS} FROM webhook_endpoints WHERE id = ?",
+                (endpoint_id,),
+            ).fetchone()
+            if row is None:
+                return None
+            changed = change(_record(row))
+            values = _row(changed)
+            connection.execute(
+                "UPDATE webhook_endpoints SET url = ?, event_types = ?, "
+                "jwt_header = ?, secrets = ?, created_us = ?, disabled_us = ?, "
+                "disabled_reason = ? WHERE id = ?",
+                (*values[1:], endpoint_id),
+            )
+            return changed
+
+        return await self._database.transaction(write)

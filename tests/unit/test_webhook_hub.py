@@ -1,0 +1,222 @@
+"""The webhook hub: endpoints, fan-out, idempotent ids, rotation, disabling."""
+
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+
+import pytest
+
+from actionlinks.errors import ConflictError, InvalidArgumentError, NotFoundError
+from actionlinks.outbox import RetryPolicy
+from actionlinks.stores import MemoryStore
+from actionlinks.webhooks.delivery import WebhookDeliverer, endpoint_of
+from actionlinks.webhooks.hub import MAX_ENDPOINTS, WebhookHub
+
+URL = "https://hooks.example.com/in"
+
+
+def no_client():
+    raise AssertionError("the hub never sends")
+
+
+@pytest.fixture
+def store(clock):
+    return MemoryStore(clock=clock)
+
+
+def make_hub(store, clock, *, allow_private=False, woken=None):
+    deliverer = WebhookDeliverer(
+        endpoints=store.endpoints, outbox=store.outbox, client=no_client, clock=clock
+    )
+    return WebhookHub(
+        endpoints=store.endpoints,
+        outbox=store.outbox,
+        deliverer=deliverer,
+        clock=clock,
+        policy=RetryPolicy([timedelta(0), timedelta(seconds=5)]),
+        allow_private=allow_private,
+        wake=(lambda: woken.append(1)) if woken is not None else (lambda: None),
+    )
+
+
+@pytest.fixture
+def hub(store, clock):
+    return make_hub(store, clock)
+
+
+async def test_a_registered_endpoint_gets_a_fresh_secret_shown_once(hub):
+    """add_endpoint returns a whsec_ secret; listing never shows it."""
+    record, secret = await hub.add_endpoint(URL, event_types=["user.created"])
+    assert secret.startswith("whsec_")
+    assert record.endpoint_id.startswith("ep_")
+    assert record.event_types == ("user.created",)
+    assert record.jwt_header == "authorization"
+    assert secret not in repr(await hub.endpoints())
+    other, other_secret = await hub.add_endpoint(URL)
+    assert other_secret != secret
+    assert other.event_types is None
+
+
+@pytest.mark.parametrize(
+    ("url", "field"),
+    [
+        ("http://hooks.example.com/in", "url"),  # plain http off this machine
+        ("https://127.0.0.1/in", "url"),  # loopback
+        ("https://10.0.0.8/in", "url"),  # private
+        ("https://[::1]/in", "url"),
+        ("https://169.254.169.254/latest", "url"),  # cloud metadata
+        ("ftp://hooks.example.com/in", "url"),
+        ("https://user:pw@hooks.example.com/in", "url"),
+        ("not a url", "url"),
+    ],
+)
+async def test_unsafe_destinations_are_refused_with_the_field(hub, url, field):
+    """Private, loopback, link-local and non-https destinations are refused."""
+    with pytest.raises(InvalidArgumentError) as caught:
+        await hub.add_endpoint(url)
+    assert caught.value.field == field
+    assert await hub.endpoints() == []
+
+
+async def test_private_destinations_are_accepted_when_allowed(store, clock):
+    """ACTIONLINKS_WEBHOOK_ALLOW_PRIVATE lets a local receiver register."""
+    hub = make_hub(store, clock, allow_private=True)
+    record, _ = await hub.add_endpoint("http://127.0.0.1:9999/hooks")
+    assert record.url == "http://127.0.0.1:9999/hooks"
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "field"),
+    [
+        ({"event_types": []}, "event_types"),
+        ({"event_types": ["no spaces"]}, "event_types"),
+        ({"event_types": ["x" * 101]}, "event_types"),
+        ({"event_types": ["a"] * 101}, "event_types"),
+        ({"event_types": [3]}, "event_types"),
+        ({"jwt_header": "bad header"}, "jwt_header"),
+    ],
+)
+async def test_bad_subscriptions_and_headers_are_refused(hub, kwargs, field):
+    """Event types and the JWT header name are validated."""
+    with pytest.raises(InvalidArgumentError) as caught:
+        await hub.add_endpoint(URL, **kwargs)
+    assert caught.value.field == field
+
+
+async def test_endpoints_are_bounded(hub, monkeypatch):
+    """A service keeps at most MAX_ENDPOINTS endpoints."""
+    monkeypatch.setattr("actionlinks.webhooks.hub.MAX_ENDPOINTS", 2)
+    await hub.add_endpoint(URL)
+    await hub.add_endpoint(URL)
+    with pytest.raises(InvalidArgumentError):
+        await hub.add_endpoint(URL)
+    assert MAX_ENDPOINTS == 1000
+
+
+async def test_a_message_fans_out_to_the_endpoints_subscribed_to_its_type(store, clock):
+    """Without endpoint_id: every enabled endpoint that takes the type."""
+    woken = []
+    hub = make_hub(store, clock, woken=woken)
+    users, _ = await hub.add_endpoint(URL, event_types=["user.created"])
+    orders, _ = await hub.add_endpoint(URL, event_types=["order.paid"])
+    everything, _ = await hub.add_endpoint(URL)
+    gone, _ = await hub.add_endpoint(URL)
+    await hub.disable(gone.endpoint_id)
+    record = await hub.send("user.created", {"id": 7})
+    assert [d.destination for d in record.deliveries] == [
+        users.endpoint_id,
+        everything.endpoint_id,
+    ]
+    assert woken == [1]
+    body = json.loads(record.message.body)
+    assert body["type"] == "user.created"
+    assert body["data"] == {"id": 7}
+    assert body["timestamp"].endswith("Z")
+    only = await hub.send("order.paid", {"n": 1}, endpoint_id=orders.endpoint_id)
+    assert [d.destination for d in only.deliveries] == [orders.endpoint_id]
+
+
+async def test_a_given_id_makes_sending_idempotent(hub, clock):
+    """The same id and event return the stored message; another event conflicts."""
+    await hub.add_endpoint(URL)
+    first = await hub.send("user.created", {"id": 7}, message_id="evt-42")
+    clock.advance(timedelta(seconds=3))
+    again = await hub.send("user.created", {"id": 7}, message_id="evt-42")
+    assert again.message == first.message
+    assert len(again.deliveries) == 1
+    with pytest.raises(ConflictError) as caught:
+        await hub.send("user.created", {"id": 8}, message_id="evt-42")
+    assert caught.value.code == "message_exists"
+    with pytest.raises(InvalidArgumentError):
+        await hub.send("user.created", {}, message_id="bad id!")
+
+
+async def test_sending_to_a_missing_or_disabled_endpoint_is_refused(hub):
+    """An unknown endpoint is 404, a disabled one a conflict; nothing stored."""
+    with pytest.raises(NotFoundError):
+        await hub.send("user.created", {}, endpoint_id="ep_nope")
+    record, _ = await hub.add_endpoint(URL)
+    await hub.disable(record.endpoint_id)
+    with pytest.raises(ConflictError) as caught:
+        await hub.send("user.created", {}, endpoint_id=record.endpoint_id)
+    assert caught.value.code == "endpoint_disabled"
+    assert await hub.messages() == []
+
+
+async def test_bad_events_are_refused(hub):
+    """The event type and the payload are validated."""
+    with pytest.raises(InvalidArgumentError) as caught:
+        await hub.send("", {})
+    assert caught.value.field == "event_type"
+    with pytest.raises(InvalidArgumentError) as caught:
+        await hub.send("user.created", ["not", "an", "object"])  # type: ignore[arg-type]
+    assert caught.value.field == "payload"
+
+
+async def test_rotation_signs_with_both_secrets_until_the_overlap_ends(hub, clock):
+    """After a rotation both secrets sign; after the overlap only the new one."""
+    record, old = await hub.add_endpoint(URL)
+    rotated, new = await hub.rotate(record.endpoint_id, overlap=timedelta(hours=1))
+    assert rotated.signing_secrets(clock.now()) == [new, old]
+    headers = endpoint_of(rotated, now=clock.now()).headers(
+        message_id="msg_1", timestamp=1, body=b"{}"
+    )
+    assert len(headers["webhook-signature"].split()) == 2
+    clock.advance(timedelta(hours=1))
+    assert rotated.signing_secrets(clock.now()) == [new]
+    with pytest.raises(NotFoundError):
+        await hub.rotate("ep_nope")
+
+
+async def test_disabling_fails_pending_deliveries_and_enabling_takes_new_ones(hub):
+    """A disabled endpoint's pending messages fail; enabled again, it receives."""
+    record, _ = await hub.add_endpoint(URL)
+    sent = await hub.send("user.created", {})
+    await hub.disable(record.endpoint_id)
+    failed = await hub.message(sent.message.message_id)
+    assert failed.state == "failed"
+    assert "disabled" in failed.deliveries[0].history[0].error
+    with pytest.raises(ConflictError):
+        await hub.redeliver(sent.message.message_id)
+    await hub.enable(record.endpoint_id)
+    again = await hub.redeliver(sent.message.message_id)
+    assert again.state == "pending"
+    assert again.message.message_id == sent.message.message_id
+
+
+async def test_unknown_messages_and_endpoints_are_not_found(hub):
+    """message, redeliver, disable and enable name what is missing."""
+    with pytest.raises(NotFoundError) as caught:
+        await hub.message("msg_nope")
+    assert caught.value.what == "message"
+    with pytest.raises(NotFoundError):
+        await hub.redeliver("msg_nope")
+    for operation in (hub.disable, hub.enable):
+        with pytest.raises(NotFoundError) as caught:
+            await operation("ep_nope")
+        assert caught.value.what == "endpoint"
+    await hub.add_endpoint(URL)
+    sent = await hub.send("user.created", {})
+    with pytest.raises(NotFoundError):
+        await hub.redeliver(sent.message.message_id, endpoint_id="ep_other")
