@@ -119,7 +119,10 @@ class Outbox(Protocol):
         ...
 
     async def next_due(self, channel: str) -> datetime | None:
-        """When the soonest pending delivery of ``channel`` is due."""
+        """When the soonest unclaimed pending delivery of ``channel`` is due.
+
+        Claimed ones are left out: a lapsing claim is noticed by polling.
+        """
         ...
 
     async def purge(self, *, before: datetime) -> int:

@@ -221,19 +221,19 @@ class MemoryOutbox:
         return count
 
     async def next_due(self, channel: str) -> datetime | None:
-        """When the soonest pending delivery of ``channel`` is due."""
-        times = []
-        for d in self._deliveries.values():
-            if (
-                d.state == "pending"
+        """When the soonest unclaimed pending delivery of ``channel`` is due."""
+        now = self._clock.now()
+        return min(
+            (
+                d.next_attempt_at
+                for d in self._deliveries.values()
+                if d.state == "pending"
                 and d.message.channel == channel
-                and d.next_attempt_at
-            ):
-                lease = self._leases.get(d.delivery_id)
-                times.append(
-                    max(d.next_attempt_at, lease[1]) if lease else d.next_attempt_at
-                )
-        return min(times, default=None)
+                and d.next_attempt_at is not None
+                and self._is_free(d.delivery_id, now)
+            ),
+            default=None,
+        )
 
     async def purge(self, *, before: datetime) -> int:
         """Forget messages created before ``before`` with nothing pending."""

@@ -354,14 +354,16 @@ class SqliteOutbox:
         return await self._database.transaction(write)
 
     async def next_due(self, channel: str) -> datetime | None:
-        """When the soonest pending delivery of ``channel`` is due."""
+        """When the soonest unclaimed pending delivery of ``channel`` is due."""
+        now_us = micros(self._clock.now())
         row = await self._database.fetchone(
-            "SELECT min(max(d.next_us, coalesce(d.lease_until_us, 0))) FROM "
-            "outbox_deliveries d JOIN outbox_messages m ON m.seq = d.message_seq "
-            "WHERE d.state = 'pending' AND m.channel = ?",
-            (channel,),
+            "SELECT d.next_us FROM outbox_deliveries d JOIN outbox_messages m "
+            "ON m.seq = d.message_seq WHERE d.state = 'pending' AND m.channel = ? "
+            "AND (d.lease_until_us IS NULL OR d.lease_until_us <= ?) "
+            "ORDER BY d.next_us LIMIT 1",
+            (channel, now_us),
         )
-        return None if row is None or row[0] is None else instant(row[0])
+        return None if row is None else instant(row[0])
 
     async def purge(self, *, before: datetime) -> int:
         """Forget messages created before ``before`` with nothing pending."""

@@ -96,6 +96,17 @@ class OutboxContract:
         assert taken.message.message_id == "msg_1"
         assert taken.message.body == b'{"a":1}'
 
+    async def test_next_due_names_the_soonest_unclaimed_delivery(self, outbox, clock):
+        """Claimed deliveries and other channels do not count; none: None."""
+        assert await outbox.next_due("webhook") is None
+        soon, later = clock.now(), clock.now() + timedelta(minutes=1)
+        await outbox.enqueue(message(clock, "msg_1"), ["ep_a"], due_at=soon)
+        await outbox.enqueue(message(clock, "msg_2"), ["ep_a"], due_at=later)
+        assert await outbox.next_due("webhook") == soon
+        assert await outbox.next_due("mail") is None
+        await claim(outbox)
+        assert await outbox.next_due("webhook") == later
+
     async def test_a_claimed_delivery_is_not_claimed_again_until_its_lease_lapses(
         self, outbox, clock
     ):

@@ -8,6 +8,7 @@ from datetime import timedelta
 import anyio
 import pytest
 
+from actionlinks.errors import LedgerUnavailableError
 from actionlinks.outbox import (
     Attempt,
     AttemptResult,
@@ -247,3 +248,62 @@ def test_the_schedule_grows_with_bounded_jitter_and_ends(clock):
     assert all(timedelta(seconds=100) <= w <= timedelta(seconds=110) for w in waits)
     assert len(waits) > 1
     assert policy.next_attempt(now=now, attempts=2) is None
+
+
+class Flaky:
+    """An outbox whose named operations fail (LedgerUnavailableError) while set."""
+
+    def __init__(self, inner):
+        self.inner = inner
+        self.failing: set[str] = set()
+
+    def __getattr__(self, name):
+        operation = getattr(self.inner, name)
+
+        async def call(*args, **kwargs):
+            if name in self.failing:
+                raise LedgerUnavailableError("the database failed: disk I/O error")
+            return await operation(*args, **kwargs)
+
+        return call
+
+
+async def test_an_unavailable_database_delays_delivery_and_loses_nothing(
+    outbox, clock, caplog
+):
+    """Claims and records that fail are logged; the message is delivered later."""
+    flaky = Flaky(outbox)
+    flaky.failing = {"claim"}
+    script = Script(clock, ["delivered", "delivered"])
+    await enqueue(outbox, clock)
+    async with anyio.create_task_group() as tasks:
+        tasks.start_soon(worker(flaky, script, clock).run)
+        await anyio.sleep(0.05)
+        assert script.seen == []
+        flaky.failing = {"record", "release"}
+        await until(lambda: _seen(script))
+        clock.advance(timedelta(seconds=21))  # the unrecorded claim lapses
+        flaky.failing = set()
+        await until(lambda: _is(outbox, "delivered"))
+        tasks.cancel_scope.cancel()
+    assert len(script.seen) == 2  # at least once: the unrecorded one again
+    assert "the outbox could not be read" in caplog.text
+    assert "not recorded, it will be made again" in caplog.text
+
+
+async def test_finished_messages_are_purged_after_the_retention(outbox, clock):
+    """Once an hour the worker forgets finished messages older than 30 days."""
+    script = Script(clock, [])
+    await enqueue(outbox, clock, "msg_old")
+    async with anyio.create_task_group() as tasks:
+        tasks.start_soon(worker(outbox, script, clock).run)
+        await until(lambda: _is(outbox, "delivered", "msg_old"))
+        clock.advance(timedelta(days=31))
+        await enqueue(outbox, clock, "msg_new")
+
+        async def purged():
+            return await outbox.read("msg_old") is None
+
+        await until(purged)
+        tasks.cancel_scope.cancel()
+    assert await outbox.read("msg_new") is not None

@@ -1,0 +1,112 @@
+"""The /v1/webhooks API in process: rotation overlaps, enabling, paging."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from starlette.testclient import TestClient
+
+from actionlinks.home import initialize
+from actionlinks.service import Service
+from actionlinks.settings import Settings
+from actionlinks.web import create_app
+
+BASE = "https://links.example.test"
+URL = "https://hooks.example.com/in"
+
+
+@pytest.fixture
+def service(tmp_path, clock):
+    settings = Settings(home=tmp_path, base_url=BASE, issuer=BASE)
+    initialize(settings, clock=clock)
+    # No worker: these tests read what is stored, nothing is sent.
+    return Service(settings, clock=clock, deliver=False)
+
+
+@pytest.fixture
+def client(service):
+    token = service.access.issue(["webhooks:read", "webhooks:write"]).token
+    with TestClient(create_app(service), base_url="http://testserver") as client:
+        client.headers["authorization"] = f"Bearer {token}"
+        yield client
+
+
+def add(client, **fields):
+    answer = client.post("/v1/webhooks/endpoints", json={"url": URL, **fields})
+    assert answer.status_code == 201, answer.text
+    return answer.json()
+
+
+def test_rotation_takes_an_overlap_and_refuses_a_bad_one(client, clock):
+    """{"overlap": "1h"} ends the old secret an hour from now."""
+    endpoint = add(client)
+    rotated = client.post(
+        f"/v1/webhooks/endpoints/{endpoint['id']}/rotate", json={"overlap": "1h"}
+    )
+    assert rotated.status_code == 200
+    until = (clock.now() + timedelta(hours=1)).isoformat().replace("+00:00", "Z")
+    assert rotated.json()["previous_secrets_until"] == [until]
+    for overlap in ("soon", 5, "-1h"):
+        bad = client.post(
+            f"/v1/webhooks/endpoints/{endpoint['id']}/rotate", json={"overlap": overlap}
+        )
+        assert (bad.status_code, bad.json()["field"]) == (422, "overlap")
+    unknown = client.post(
+        f"/v1/webhooks/endpoints/{endpoint['id']}/rotate", json={"ttl": "1h"}
+    )
+    assert unknown.json()["field"] == "ttl"
+
+
+def test_a_disabled_endpoint_is_enabled_again(client):
+    """DELETE disables, POST …/enable takes new messages again."""
+    endpoint = add(client, event_types=["a"])
+    assert client.delete(f"/v1/webhooks/endpoints/{endpoint['id']}").json()[
+        "state"
+    ] == ("disabled")
+    sent = client.post("/v1/webhooks/messages", json={"event_type": "a", "payload": {}})
+    assert sent.json()["deliveries"] == []
+    enabled = client.post(f"/v1/webhooks/endpoints/{endpoint['id']}/enable")
+    assert enabled.json()["state"] == "enabled"
+    sent = client.post("/v1/webhooks/messages", json={"event_type": "a", "payload": {}})
+    assert [d["endpoint_id"] for d in sent.json()["deliveries"]] == [endpoint["id"]]
+
+
+def test_messages_are_listed_page_by_page(client, clock):
+    """limit and before page through the messages, newest first."""
+    add(client)
+    ids = []
+    for number in range(5):
+        sent = client.post(
+            "/v1/webhooks/messages", json={"event_type": "a", "payload": {"n": number}}
+        )
+        ids.append(sent.json()["id"])
+        clock.advance(timedelta(seconds=1))
+    first = client.get("/v1/webhooks/messages", params={"limit": 2}).json()
+    assert [m["id"] for m in first["messages"]] == ids[:-3:-1]
+    assert first["next"] == ids[-2]
+    second = client.get(
+        "/v1/webhooks/messages", params={"limit": 3, "before": first["next"]}
+    ).json()
+    assert [m["id"] for m in second["messages"]] == ids[-3::-1]
+    assert second["next"] == ids[0]
+    last = client.get(
+        "/v1/webhooks/messages", params={"limit": 3, "before": ids[0]}
+    ).json()
+    assert last == {"messages": [], "next": None}
+    pending = client.get("/v1/webhooks/messages", params={"state": "pending"}).json()
+    assert len(pending["messages"]) == 5
+
+
+def test_the_same_id_sent_twice_is_one_message(client):
+    """A retried POST with your id answers the stored message (202), not a copy."""
+    add(client)
+    body = {"event_type": "a", "payload": {"n": 1}, "id": "order-1"}
+    first = client.post("/v1/webhooks/messages", json=body)
+    again = client.post("/v1/webhooks/messages", json=body)
+    assert (first.status_code, again.status_code) == (202, 202)
+    assert again.json() == first.json()
+    other = client.post("/v1/webhooks/messages", json={**body, "payload": {"n": 2}})
+    assert (other.status_code, other.json()["error"]) == (409, "message_exists")
+    listed = client.get("/v1/webhooks/messages").json()["messages"]
+    assert [m["id"] for m in listed] == ["order-1"]
