@@ -11,9 +11,9 @@ import json
 import sys
 from typing import TYPE_CHECKING, Any
 
-from actionlinks.api_webhooks import endpoint_json, message_json
 from actionlinks.clock import format_instant
 from actionlinks.outbox.store import MAX_LISTED
+from actionlinks.web.api_webhooks import endpoint_json, message_json
 
 if TYPE_CHECKING:
     import argparse

@@ -3,7 +3,7 @@
 :func:`listen` binds the address itself, so that a port in use or an unknown
 host is one line from the CLI (exit 2), not a uvicorn traceback. uvicorn's
 access log stays off (it would print link tokens); the app logs each request
-itself with tokens redacted (:mod:`actionlinks.metrics`). Settings reach the
+itself with tokens redacted (:mod:`actionlinks.web.metrics`). Settings reach the
 workers through the environment they inherit.
 """
 

@@ -11,8 +11,8 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 from starlette.routing import Route
 
-from actionlinks.pages import PageRenderer, text_for
-from actionlinks.web import TOKEN_PAGE_HEADERS
+from actionlinks.web.app import TOKEN_PAGE_HEADERS
+from actionlinks.web.pages import PageRenderer, text_for
 
 renderer = PageRenderer()
 TEXT = text_for("email-confirm")

@@ -191,10 +191,10 @@ def main() -> None:
 
 async def _mint(env: dict[str, str], count: int) -> list[tuple[str, str]]:
     from actionlinks.clock import SystemClock
-    from actionlinks.metrics import Metrics
     from actionlinks.service import Service
     from actionlinks.settings import Settings
-    from actionlinks.web import LinkSite
+    from actionlinks.web.app import LinkSite
+    from actionlinks.web.metrics import Metrics
 
     settings = Settings.from_env(env)
     async with Service(settings, clock=SystemClock(), log_warnings=False) as service:

@@ -194,10 +194,11 @@ class WebhookSender:
     ) -> AttemptResult:
         """POST ``body`` once, signed now; what came of it (never raises for it).
 
-        Any 2xx is delivered; 410 Gone and a refused (non-public) destination
-        are ``failed``; anything else is ``retry``, with the receiver's
-        ``Retry-After``. No redirect is followed. At most ``RESPONSE_EXCERPT``
-        characters of the answer are read.
+        Any 2xx is delivered; 410 Gone is ``failed``; anything else is
+        ``retry`` (with the receiver's ``Retry-After``), a refused non-public
+        destination included: its name may resolve elsewhere later. No
+        redirect is followed. At most ``RESPONSE_EXCERPT`` characters of the
+        answer are read.
         """
         now = self._clock.now()
         headers = self._headers(endpoint, message_id=message_id, body=body, now=now)

@@ -12,13 +12,13 @@ import pytest
 from actionlinks import registry as registry_module
 from actionlinks.actions import Action
 from actionlinks.errors import HandlerError, LedgerUnavailableError, RequestError
-from actionlinks.forms import _multipart
 from actionlinks.home import initialize
 from actionlinks.ledger import MemoryLedger
 from actionlinks.registry import ActionRegistry
 from actionlinks.service import Service
 from actionlinks.settings import Settings
 from actionlinks.stores import MemoryStore
+from actionlinks.web.forms import _multipart
 
 BASE = "https://links.example.test"
 

@@ -694,7 +694,7 @@ async def test_handler_url_without_a_secret_fails_when_the_service_opens(service
 
 def test_app_from_env_serves_the_home_and_closes_it(tmp_path, monkeypatch, clock):
     """The uvicorn factory builds settings from the environment."""
-    from actionlinks.web import app_from_env
+    from actionlinks.web.app import app_from_env
 
     initialize(Settings(home=tmp_path), clock=clock)
     monkeypatch.setenv("ACTIONLINKS_HOME", str(tmp_path))
@@ -786,7 +786,7 @@ def test_every_error_of_the_tree_has_an_outcome():
     import inspect
 
     from actionlinks import errors
-    from actionlinks.web import outcome_for
+    from actionlinks.web.app import outcome_for
 
     for cls in vars(errors).values():
         if not (inspect.isclass(cls) and issubclass(cls, errors.ActionLinksError)):

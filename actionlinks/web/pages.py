@@ -21,10 +21,11 @@ MIN_PASSWORD_LENGTH = 8
 
 def templates_dir() -> Path:
     """The templates folder: inside the installed package, else the checkout's."""
-    packaged = Path(__file__).resolve().parent / "templates"
+    package = Path(__file__).resolve().parents[1]
+    packaged = package / "templates"
     if packaged.is_dir():
         return packaged
-    return Path(__file__).resolve().parent.parent / "templates"
+    return package.parent / "templates"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -13,11 +13,11 @@ from typing import TYPE_CHECKING, Any
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from actionlinks.api import NO_STORE, ROUTE_PREFIX, invalid, read_json, text_field
 from actionlinks.clock import format_instant
 from actionlinks.errors import ConfigurationError
 from actionlinks.outbox.store import MAX_LISTED
 from actionlinks.settings import parse_duration
+from actionlinks.web.api import NO_STORE, ROUTE_PREFIX, invalid, read_json, text_field
 from actionlinks.webhooks.hub import payload_of
 
 if TYPE_CHECKING:

@@ -37,8 +37,6 @@ from starlette.responses import (
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from actionlinks.api import ApiEndpoints, api_error
-from actionlinks.api_webhooks import WebhookRoutes
 from actionlinks.clock import format_instant
 from actionlinks.errors import (
     ActionLinksError,
@@ -51,13 +49,15 @@ from actionlinks.errors import (
     TokenExpiredError,
     WebhookError,
 )
-from actionlinks.forms import read_form
-from actionlinks.metrics import Metrics, TimingMiddleware
-from actionlinks.openapi import openapi_document
-from actionlinks.pages import PageRenderer, check_form, templates_dir, text_for
 from actionlinks.registry import ExpiredLink
 from actionlinks.service import Service
 from actionlinks.settings import Settings
+from actionlinks.web.api import ApiEndpoints, api_error
+from actionlinks.web.api_webhooks import WebhookRoutes
+from actionlinks.web.forms import read_form
+from actionlinks.web.metrics import Metrics, TimingMiddleware
+from actionlinks.web.openapi import openapi_document
+from actionlinks.web.pages import PageRenderer, check_form, templates_dir, text_for
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Mapping

@@ -37,9 +37,9 @@ if TYPE_CHECKING:
 
     from starlette.requests import Request
 
-    from actionlinks.metrics import Metrics
     from actionlinks.service import Service
     from actionlinks.tokens import ActionClaims
+    from actionlinks.web.metrics import Metrics
 
     ScopedEndpoint = Callable[[Request, ActionClaims], Awaitable[Response]]
 
