@@ -104,6 +104,7 @@ class Outbox(Protocol):
         """Make the message's deliveries (to ``destinations``) pending again.
 
         Each starts the schedule again; the attempts made stay in its history.
+        One being attempted right now (claimed) is left to that attempt.
 
         Returns:
             How many deliveries are pending again.

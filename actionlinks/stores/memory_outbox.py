@@ -189,10 +189,16 @@ class MemoryOutbox:
     ) -> int:
         """Make the message's deliveries pending again, due at ``at``."""
         found = self._messages.get(message_id)
+        now = self._clock.now()
         count = 0
         for delivery_id in found[1] if found else ():
             delivery = self._deliveries[delivery_id]
-            if destinations is None or delivery.destination in destinations:
+            in_flight = delivery.state == "pending" and not self._is_free(
+                delivery_id, now
+            )
+            if not in_flight and (
+                destinations is None or delivery.destination in destinations
+            ):
                 self._deliveries[delivery_id] = replace(
                     delivery, state="pending", attempts=0, next_attempt_at=at
                 )

@@ -317,15 +317,20 @@ class SqliteOutbox:
     async def redeliver(
         self, message_id: str, *, destinations: Collection[str] | None, at: datetime
     ) -> int:
-        """Make the message's deliveries pending again, due at ``at``."""
+        """Make the message's deliveries pending again, due at ``at``.
+
+        A delivery being attempted right now (claimed) is left to that attempt.
+        """
         wanted = None if destinations is None else tuple(destinations)
         only = "" if wanted is None else f"AND destination IN ({_marks(len(wanted))})"
+        now_us = micros(self._clock.now())
         return await self._database.execute(
             "UPDATE outbox_deliveries SET state = 'pending', next_us = ?, "
             "attempts = 0, lease_holder = NULL, lease_until_us = NULL "
             "WHERE message_seq = (SELECT seq FROM outbox_messages WHERE id = ?) "
+            "AND NOT (state = 'pending' AND coalesce(lease_until_us, 0) > ?) "
             f"{only}",
-            (micros(at), message_id, *(wanted or ())),
+            (micros(at), message_id, now_us, *(wanted or ())),
         )
 
     async def fail_pending(self, destination: str, *, attempt: Attempt) -> int:

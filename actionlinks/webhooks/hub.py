@@ -49,6 +49,8 @@ ROTATION_OVERLAP = timedelta(hours=24)
 """How long a rotated-out secret keeps signing by default."""
 MAX_ENDPOINTS = 1000
 """The most endpoints one service keeps (every message is matched against them)."""
+MAX_URL = 2048
+"""The longest endpoint URL accepted."""
 MESSAGE_ID = re.compile(r"[A-Za-z0-9_.:-]{1,64}")
 
 
@@ -127,6 +129,10 @@ class WebhookHub:
             InvalidArgumentError: a bad URL (not https, a private address
                 unless allowed), event type or header name; too many endpoints.
         """
+        if len(url) > MAX_URL:
+            raise InvalidArgumentError(
+                f"the URL is over {MAX_URL} characters", field="url"
+            )
         secret = generate_secret()
         try:
             endpoint = WebhookEndpoint(url, secret=secret, jwt_header=jwt_header)

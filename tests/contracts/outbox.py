@@ -230,6 +230,22 @@ class OutboxContract:
         assert taken.destination == "ep_b"
         assert taken.message.message_id == "msg_1"
 
+    async def test_redelivery_leaves_a_delivery_in_flight_to_its_worker(
+        self, outbox, clock
+    ):
+        """A claimed delivery is not made claimable again by a redelivery."""
+        await outbox.enqueue(message(clock), ["ep_a"], due_at=clock.now())
+        [taken] = await claim(outbox, holder="w1")
+        assert await outbox.redeliver("msg_1", destinations=None, at=clock.now()) == 0
+        assert await claim(outbox, holder="w2") == []
+        assert await outbox.record(
+            taken.delivery_id,
+            holder="w1",
+            attempt=attempt(clock, status=200),
+            state="delivered",
+            next_attempt_at=None,
+        )
+
     async def test_failing_an_endpoints_pending_deliveries_spares_claimed_ones(
         self, outbox, clock
     ):

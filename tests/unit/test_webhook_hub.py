@@ -69,6 +69,7 @@ async def test_a_registered_endpoint_gets_a_fresh_secret_shown_once(hub):
         ("ftp://hooks.example.com/in", "url"),
         ("https://user:pw@hooks.example.com/in", "url"),
         ("not a url", "url"),
+        ("https://hooks.example.com/" + "a" * 2048, "url"),
     ],
 )
 async def test_unsafe_destinations_are_refused_with_the_field(hub, url, field):
