@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 from actionlinks.errors import ConfigurationError
 from actionlinks.outbox.model import Attempt
 from actionlinks.outbox.worker import AttemptResult
-from actionlinks.webhooks.sender import WebhookEndpoint, WebhookSender
+from actionlinks.webhooks.sender import GONE, WebhookEndpoint, WebhookSender
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -33,7 +33,6 @@ if TYPE_CHECKING:
 
 CHANNEL = "webhook"
 """The outbox channel of webhook messages."""
-GONE = 410
 
 
 def endpoint_of(record: EndpointRecord, *, now: datetime) -> WebhookEndpoint:

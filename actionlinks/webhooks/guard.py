@@ -17,8 +17,10 @@ from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 import anyio
+import anyio.to_thread
 import httpcore
 import httpx
+from anyio.lowlevel import RunVar
 
 from actionlinks.errors import ConfigurationError
 
@@ -63,14 +65,34 @@ def _embedded_ipv4(ip: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
     return None
 
 
+def ipv4_literal(host: str) -> str | None:
+    """The dotted form of ``host`` if it is an IPv4 address in any form.
+
+    ``127.1``, ``2130706433``, ``0x7f000001`` and ``0177.0.0.1`` are all
+    127.0.0.1 to the C resolver a connection uses.
+    """
+    if not host or not all(c in "0123456789abcdefxABCDEFX." for c in host):
+        return None
+    try:
+        return socket.inet_ntoa(socket.inet_aton(host))
+    except OSError:
+        return None
+
+
+def _ip(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    try:
+        return ipaddress.ip_address(host.strip("[]"))
+    except ValueError:
+        dotted = ipv4_literal(host)
+        return None if dotted is None else ipaddress.IPv4Address(dotted)
+
+
 def is_loopback_host(host: str) -> bool:
     """Whether ``host`` names this machine (``localhost``, 127.0.0.0/8, ``::1``)."""
     if host.lower() in _LOOPBACK_NAMES:
         return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
+    ip = _ip(host)
+    return ip is not None and ip.is_loopback
 
 
 def is_private_literal(host: str) -> bool:
@@ -80,11 +102,8 @@ def is_private_literal(host: str) -> bool:
     """
     if is_loopback_host(host):
         return True
-    try:
-        ipaddress.ip_address(host)
-    except ValueError:
-        return False
-    return not is_public_address(host)
+    ip = _ip(host)
+    return ip is not None and not is_public_address(str(ip))
 
 
 def check_url(url: str, *, what: str) -> str:
@@ -106,6 +125,11 @@ def check_url(url: str, *, what: str) -> str:
         raise ConfigurationError(f"{what} is not a valid URL") from exc
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise ConfigurationError(f"{what} must be an https:// URL")
+    try:
+        httpx.URL(url)  # the parser that will send to it (IDNA, ports, …)
+        url.encode("utf-8")
+    except (httpx.InvalidURL, UnicodeError) as exc:
+        raise ConfigurationError(f"{what} is not a valid URL") from exc
     if parts.username or parts.password:
         raise ConfigurationError(f"{what} must not carry credentials")
     if parts.scheme == "http" and not is_loopback_host(parts.hostname):
@@ -120,9 +144,74 @@ class DestinationRefusedError(httpcore.ConnectError):
     """A webhook destination resolved to, or connected to, a non-public address."""
 
 
+RESOLVE_TIMEOUT = 5.0
+"""Seconds a DNS lookup may take (as long as connecting may)."""
+RESOLVER_THREADS = 16
+"""Lookups in flight at once, in threads of their own (not the database's)."""
+
+
+class _Lookup:
+    """One DNS lookup that every concurrent caller for the same host shares."""
+
+    def __init__(self) -> None:
+        self.done = anyio.Event()
+        self.addresses: list[str] | None = None
+        self.error: BaseException | None = None
+
+
+# Per event loop: its events and limiter cannot serve another loop.
+_LOOKUPS: RunVar[dict[tuple[str, int], _Lookup]] = RunVar("actionlinks_lookups")
+_THREADS: RunVar[anyio.CapacityLimiter] = RunVar("actionlinks_resolver_threads")
+
+
 async def _resolve(host: str, port: int) -> list[str]:
+    """The addresses of ``host``, looked up once for all who ask at once.
+
+    A DNS server that never answers must not take every thread (and with them
+    every other endpoint's deliveries, or the database's work): lookups run
+    in threads of their own, concurrent lookups of one host share one, and
+    every wait ends after ``RESOLVE_TIMEOUT``. A literal needs no lookup.
+    """
+    literal = _ip(host)
+    if literal is not None:
+        return [str(literal)]
     try:
-        found = await anyio.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        lookups = _LOOKUPS.get()
+    except LookupError:
+        lookups = {}
+        _LOOKUPS.set(lookups)
+    key = (host, port)
+    lookup = lookups.get(key)
+    with anyio.move_on_after(RESOLVE_TIMEOUT):
+        if lookup is None:
+            lookup = lookups[key] = _Lookup()
+            try:
+                lookup.addresses = await _lookup(host, port)
+            except httpcore.ConnectError as exc:
+                lookup.error = exc
+            finally:
+                lookups.pop(key, None)
+                lookup.done.set()
+        else:
+            await lookup.done.wait()
+        if lookup.addresses is not None:
+            return lookup.addresses
+        raise httpcore.ConnectError(f"cannot resolve {host[:64]!r}") from lookup.error
+    raise httpcore.ConnectError(f"resolving {host[:64]!r} took too long")
+
+
+async def _lookup(host: str, port: int) -> list[str]:
+    try:
+        threads = _THREADS.get()
+    except LookupError:
+        threads = anyio.CapacityLimiter(RESOLVER_THREADS)
+        _THREADS.set(threads)
+    try:
+        found = await anyio.to_thread.run_sync(
+            lambda: socket.getaddrinfo(host, port, type=socket.SOCK_STREAM),
+            abandon_on_cancel=True,
+            limiter=threads,
+        )
     except (OSError, UnicodeError) as exc:
         raise httpcore.ConnectError(f"cannot resolve {host[:64]!r}") from exc
     addresses: list[str] = []

@@ -36,10 +36,30 @@ if TYPE_CHECKING:
     from actionlinks.clock import Clock
 
 TIMEOUT = httpx.Timeout(10.0, connect=5.0)
+GONE = 410
 ATTEMPT_LIMIT = timedelta(seconds=15)
 """The longest one attempt may take, however slowly the receiver answers."""
 _HEADER_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9-]{0,63}")
-_RESERVED = frozenset({"content-type", "content-length", "host"})
+_RESERVED = frozenset(
+    {
+        "accept-encoding",
+        "connection",
+        "content-encoding",
+        "content-length",
+        "content-type",
+        "host",
+        "keep-alive",
+        "proxy-authorization",
+        "te",
+        "trailer",
+        "transfer-encoding",
+        "upgrade",
+        "webhook-id",
+        "webhook-signature",
+        "webhook-timestamp",
+    }
+)
+"""Headers the JWT may not be carried in: the signature's own and HTTP's."""
 
 
 class JwtSigner(Protocol):
@@ -75,8 +95,13 @@ class WebhookEndpoint:
     ) -> None:
         """Check the URL, the secret and the header name."""
         self.url = check_url(url, what="a webhook URL")
-        if jwt_header is not None and not _HEADER_NAME.fullmatch(jwt_header):
-            raise ConfigurationError("jwt_header must be an HTTP header name")
+        if jwt_header is not None and (
+            not _HEADER_NAME.fullmatch(jwt_header) or jwt_header.lower() in _RESERVED
+        ):
+            raise ConfigurationError(
+                "jwt_header must be an HTTP header name, not one that HTTP or the "
+                "signature uses"
+            )
         self.jwt_header = None if jwt_header is None else jwt_header.lower()
         parts = urlsplit(url)
         # Messages and reprs never show a query or credentials: they may hold secrets.
@@ -181,8 +206,9 @@ class WebhookSender:
             message_id=message_id, timestamp=int(now.timestamp()), body=body
         )
         headers["content-type"] = "application/json"
+        headers["accept-encoding"] = "identity"  # nothing to inflate
         carrier = endpoint.jwt_header
-        if self._jwt is not None and carrier is not None and carrier not in _RESERVED:
+        if self._jwt is not None and carrier is not None:
             token = self._jwt(audience=endpoint.url, message_id=message_id, body=body)
             if token is not None:
                 bearer = carrier == "authorization"
@@ -194,7 +220,8 @@ class WebhookSender:
     ) -> AttemptResult:
         """POST ``body`` once, signed now; what came of it (never raises for it).
 
-        Any 2xx is delivered; 410 Gone is ``failed``; anything else is
+        Any 2xx is delivered (even if the answer's body then stalls); 410
+        Gone and a URL that cannot be sent to are ``failed``; anything else is
         ``retry`` (with the receiver's ``Retry-After``), a refused non-public
         destination included: its name may resolve elsewhere later. No
         redirect is followed. At most ``RESPONSE_EXCERPT`` characters of the
@@ -207,6 +234,7 @@ class WebhookSender:
         answer = b""
         retry_after = None
         error = None
+        unusable = False
         with anyio.move_on_after(ATTEMPT_LIMIT.total_seconds()) as limit:
             try:
                 async with self._client.stream(
@@ -221,10 +249,13 @@ class WebhookSender:
                     retry_after = parse_retry_after(
                         response.headers.get("retry-after"), now=now
                     )
-                    async for chunk in response.aiter_bytes():
+                    # Raw bytes: a compressed answer is never inflated.
+                    async for chunk in response.aiter_raw():
                         answer += chunk
                         if len(answer) >= RESPONSE_EXCERPT:
                             break
+            except (httpx.InvalidURL, ValueError):  # cannot be sent as it is
+                error, unusable = "has a URL that cannot be used", True
             except httpx.HTTPError as exc:
                 error = (
                     "is not a public address; set ACTIONLINKS_WEBHOOK_ALLOW_PRIVATE=1 "
@@ -241,8 +272,8 @@ class WebhookSender:
             response=excerpt(answer.decode("utf-8", "replace")),
             error=error,
         )
-        if error is None and status is not None and 200 <= status < 300:
+        if status is not None and 200 <= status < 300:  # accepted, whatever followed
             return AttemptResult(attempt=attempt, outcome="delivered")
-        if status == 410 and error is None:
+        if status == GONE or unusable:
             return AttemptResult(attempt=attempt, outcome="failed")
         return AttemptResult(attempt=attempt, outcome="retry", retry_after=retry_after)

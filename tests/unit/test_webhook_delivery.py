@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 from dataclasses import replace
 from datetime import timedelta
 
@@ -37,6 +38,34 @@ class Answers:
         return answer
 
 
+class Unread(httpx.AsyncBaseTransport):
+    """MockTransport without its read-ahead: the answer streams as on a wire."""
+
+    def __init__(self, handler):
+        self.handler = handler
+
+    async def handle_async_request(self, request):
+        await request.aread()
+        answer = await self.handler(request)
+        if isinstance(answer.stream, httpx.AsyncByteStream) and not isinstance(
+            answer.stream, httpx.ByteStream
+        ):
+            return answer
+        # httpx reads a Response(content=…) at once: stream it as a wire would.
+        return httpx.Response(
+            answer.status_code, headers=answer.headers, stream=Wire(answer.content)
+        )
+
+
+class Wire(httpx.AsyncByteStream):
+    def __init__(self, body):
+        self.body = body
+
+    async def __aiter__(self):
+        for start in range(0, len(self.body), 4096):
+            yield self.body[start : start + 4096]
+
+
 @pytest.fixture
 def store(clock):
     return MemoryStore(clock=clock)
@@ -45,7 +74,7 @@ def store(clock):
 @pytest.fixture
 async def setup(store, clock):
     answers = Answers()
-    client = httpx.AsyncClient(transport=httpx.MockTransport(answers))
+    client = httpx.AsyncClient(transport=Unread(answers))
     named = {"action:invite": WebhookEndpoint(URL, secret="whsec_" + "B" * 40)}
     deliverer = WebhookDeliverer(
         endpoints=store.endpoints,
@@ -116,6 +145,40 @@ async def test_a_huge_answer_is_cut_and_retry_after_is_read(setup, store):
     assert result.outcome == "retry"
     assert result.retry_after == timedelta(seconds=30)
     assert result.attempt.response == "x" * RESPONSE_EXCERPT
+
+
+async def test_a_compressed_answer_is_never_inflated(setup, store):
+    """identity is asked for; a gzip bomb is kept as at most 1 KiB of raw bytes."""
+    hub, deliverer, answers = setup
+    await hub.add_endpoint(URL)
+    bomb = gzip.compress(gzip.compress(b"\0" * 50_000_000))
+    answers.answers.append(
+        httpx.Response(500, headers={"content-encoding": "gzip, gzip"}, content=bomb)
+    )
+    result = await deliverer(await first_delivery(hub, store))
+    assert answers.requests[0].headers["accept-encoding"] == "identity"
+    assert result.outcome == "retry"
+    assert len(result.attempt.response) <= RESPONSE_EXCERPT
+    assert result.attempt.response.startswith("\x1f")  # gzip's magic: not inflated
+
+
+async def test_a_2xx_whose_body_stalls_is_still_delivered(setup, store, monkeypatch):
+    """The receiver accepted: a slow body after the status changes nothing."""
+    hub, deliverer, answers = setup
+    await hub.add_endpoint(URL)
+    monkeypatch.setattr(
+        "actionlinks.webhooks.sender.ATTEMPT_LIMIT", timedelta(milliseconds=50)
+    )
+
+    class Stalling(httpx.AsyncByteStream):
+        async def __aiter__(self):
+            yield b"ok"
+            await anyio.sleep(5)
+            yield b"never"
+
+    answers.answers.append(httpx.Response(200, stream=Stalling()))
+    result = await deliverer(await first_delivery(hub, store))
+    assert result.outcome == "delivered"
 
 
 async def test_no_answer_and_a_slow_answer_are_retried(setup, store, monkeypatch):

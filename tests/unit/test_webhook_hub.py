@@ -70,6 +70,13 @@ async def test_a_registered_endpoint_gets_a_fresh_secret_shown_once(hub):
         ("https://user:pw@hooks.example.com/in", "url"),
         ("not a url", "url"),
         ("https://hooks.example.com/" + "a" * 2048, "url"),
+        ("https://127.1/in", "url"),  # 127.0.0.1 to the C resolver
+        ("https://2130706433/in", "url"),
+        ("https://0x7f000001/in", "url"),
+        ("https://0/in", "url"),
+        ("https://ｌｏｃａｌｈｏｓｔ/in", "url"),  # noqa: RUF001 - fullwidth, on purpose
+        ("https://0177.0.0.1/in", "url"),
+        ("https://ex\udc80.com/in", "url"),  # a lone surrogate
     ],
 )
 async def test_unsafe_destinations_are_refused_with_the_field(hub, url, field):
@@ -96,6 +103,10 @@ async def test_private_destinations_are_accepted_when_allowed(store, clock):
         ({"event_types": ["a"] * 101}, "event_types"),
         ({"event_types": [3]}, "event_types"),
         ({"jwt_header": "bad header"}, "jwt_header"),
+        ({"jwt_header": "webhook-signature"}, "jwt_header"),
+        ({"jwt_header": "Webhook-Id"}, "jwt_header"),
+        ({"jwt_header": "transfer-encoding"}, "jwt_header"),
+        ({"jwt_header": "host"}, "jwt_header"),
     ],
 )
 async def test_bad_subscriptions_and_headers_are_refused(hub, kwargs, field):

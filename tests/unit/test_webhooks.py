@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import time
 from datetime import timedelta
 
+import anyio
 import httpcore
 import httpx
 import pytest
@@ -251,10 +253,10 @@ class _FakeBackend(httpcore.AsyncNetworkBackend):
 
 
 def _resolve_to(monkeypatch, *addresses):
-    async def resolve(host, port, **kwargs):
+    def resolve(host, port, *args, **kwargs):
         return [(10 if ":" in a else 2, 1, 6, "", (a, port)) for a in addresses]
 
-    monkeypatch.setattr(guard.anyio, "getaddrinfo", resolve)
+    monkeypatch.setattr(guard.socket, "getaddrinfo", resolve)
 
 
 async def test_connection_goes_to_the_checked_address_not_a_new_lookup(monkeypatch):
@@ -382,10 +384,10 @@ async def test_renewed_link_is_announced_to_the_handler_url(issuer):
 async def test_names_that_do_not_resolve_are_connection_errors(monkeypatch):
     """A DNS failure is a connection error, not a refusal and not a crash."""
 
-    async def fail(host, port, **kwargs):
+    def fail(host, port, *args, **kwargs):
         raise OSError("no such host")
 
-    monkeypatch.setattr(guard.anyio, "getaddrinfo", fail)
+    monkeypatch.setattr(guard.socket, "getaddrinfo", fail)
     with pytest.raises(httpcore.ConnectError) as caught:
         await PublicOnlyBackend(_FakeBackend(peer=None)).connect_tcp("x.invalid", 443)
     assert not isinstance(caught.value, DestinationRefusedError)
@@ -409,3 +411,61 @@ async def test_the_next_public_address_is_tried_when_one_fails(monkeypatch):
     _resolve_to(monkeypatch, "8.8.8.8")
     with pytest.raises(httpcore.ConnectError):
         await PublicOnlyBackend(inner).connect_tcp("app.example.test", 443)
+
+
+async def test_a_dns_server_that_never_answers_holds_one_thread_for_a_while(
+    monkeypatch,
+):
+    """Concurrent lookups of one host share one thread, and every wait ends."""
+    calls = []
+
+    def hang(host, port, *args, **kwargs):
+        calls.append(host)
+        time.sleep(1)
+        raise OSError("timed out")
+
+    monkeypatch.setattr(guard.socket, "getaddrinfo", hang)
+    monkeypatch.setattr(guard, "RESOLVE_TIMEOUT", 0.1)
+    failures = []
+
+    async def connect():
+        try:
+            await PublicOnlyBackend(_FakeBackend(peer=None)).connect_tcp(
+                "slow.example.test", 443
+            )
+        except httpcore.ConnectError as exc:
+            failures.append(exc)
+
+    with anyio.fail_after(5):
+        async with anyio.create_task_group() as tasks:
+            for _ in range(20):
+                tasks.start_soon(connect)
+    assert len(failures) == 20
+    assert calls == ["slow.example.test"]
+
+
+@pytest.mark.parametrize(
+    "host", ["127.1", "2130706433", "0x7f000001", "0177.0.0.1", "0", "10.1", "[::1]"]
+)
+def test_every_spelling_of_a_private_address_is_a_private_literal(host):
+    """The C resolver reads 127.1, 2130706433 or 0x7f000001 as 127.0.0.1."""
+    assert guard.is_private_literal(host)
+
+
+def test_names_and_public_addresses_are_not_private_literals():
+    """Only literal addresses are judged before connecting."""
+    assert not guard.is_private_literal("hooks.example.com")
+    assert not guard.is_private_literal("8.8.8.8")
+    assert not guard.is_private_literal("deadbeef")
+
+
+async def test_an_address_literal_needs_no_lookup(monkeypatch):
+    """A literal destination connects without asking DNS."""
+
+    def fail(host, port, *args, **kwargs):
+        raise AssertionError("no lookup for a literal")
+
+    monkeypatch.setattr(guard.socket, "getaddrinfo", fail)
+    backend = _FakeBackend(peer=("8.8.8.8", 443))
+    await PublicOnlyBackend(backend).connect_tcp("8.8.8.8", 443)
+    assert backend.hosts == ["8.8.8.8"]
