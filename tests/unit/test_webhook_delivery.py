@@ -153,7 +153,9 @@ async def test_a_compressed_answer_is_never_inflated(setup, store):
     await hub.add_endpoint(URL)
     bomb = gzip.compress(gzip.compress(b"\0" * 50_000_000))
     answers.answers.append(
-        httpx.Response(500, headers={"content-encoding": "gzip, gzip"}, content=bomb)
+        httpx.Response(
+            500, headers={"content-encoding": "gzip, gzip"}, stream=Wire(bomb)
+        )
     )
     result = await deliverer(await first_delivery(hub, store))
     assert answers.requests[0].headers["accept-encoding"] == "identity"
