@@ -444,6 +444,9 @@ def run(argv: Sequence[str], env: Mapping[str, str]) -> int:
     except ActionLinksError as exc:
         print(f"actionlinks: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    except UnicodeError:  # an argument that is not text (bytes from a shell)
+        print("actionlinks: error: arguments must be UTF-8 text", file=sys.stderr)
+        return EXIT_USAGE
 
 
 def main() -> NoReturn:

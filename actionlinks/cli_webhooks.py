@@ -7,6 +7,7 @@ answers, as text or with ``--json`` as the API's JSON.
 
 from __future__ import annotations
 
+import argparse
 import json
 import sys
 from typing import TYPE_CHECKING, Any
@@ -16,8 +17,6 @@ from actionlinks.outbox.store import MAX_LISTED
 from actionlinks.web.api_webhooks import endpoint_json, message_json
 
 if TYPE_CHECKING:
-    import argparse
-
     from actionlinks.outbox.model import MessageRecord
     from actionlinks.service import Service
     from actionlinks.webhooks.endpoints import EndpointRecord
@@ -77,13 +76,19 @@ def add_parser(commands: argparse._SubParsersAction[Any], json_object: Any) -> N
 
     messages = sub.add_parser("messages", help="list messages, newest first")
     messages.add_argument("--state", choices=_STATES, help="e.g. failed: dead letters")
-    messages.add_argument("--limit", type=int, default=MAX_LISTED, metavar="N")
+    messages.add_argument("--limit", type=_positive, default=MAX_LISTED, metavar="N")
     messages.add_argument("--json", action="store_true")
 
     redeliver = sub.add_parser("redeliver", help="deliver a message again (same id)")
     redeliver.add_argument("message_id", metavar="MESSAGE_ID")
     redeliver.add_argument("--endpoint", metavar="ENDPOINT_ID", help="only to this one")
     redeliver.add_argument("--json", action="store_true")
+
+
+def _positive(text: str) -> int:
+    if not (text.isascii() and text.isdigit()) or int(text) < 1:
+        raise argparse.ArgumentTypeError("must be a whole number from 1")
+    return int(text)
 
 
 def _print_json(value: object) -> None:

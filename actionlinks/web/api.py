@@ -44,6 +44,8 @@ if TYPE_CHECKING:
     ScopedEndpoint = Callable[[Request, ActionClaims], Awaitable[Response]]
 
 MAX_BODY_BYTES = 64 * 1024
+MAX_DEPTH = 32
+"""How deeply a request's JSON may nest."""
 ROUTE_PREFIX = "api."
 _REALM = 'Bearer realm="actionlinks"'
 NO_STORE = {"Cache-Control": "no-store"}
@@ -108,12 +110,48 @@ async def read_json(request: Request) -> dict[str, Any]:
             "the body ended early", status=400, code="incomplete_body"
         ) from exc
     try:
-        value = json.loads(body.decode("utf-8"))
+        value = json.loads(body.decode("utf-8"), parse_constant=_no_constant)
     except (UnicodeDecodeError, ValueError, RecursionError) as exc:
         raise invalid("body", "the body is not valid JSON") from exc
     if not isinstance(value, dict):
         raise invalid("body", "the body must be a JSON object")
+    _check_tree(value)
     return value
+
+
+def _no_constant(name: str) -> object:
+    raise ValueError(name)  # NaN and Infinity are not JSON
+
+
+def _check_tree(value: dict[str, Any]) -> None:
+    """Refuse JSON that could not be stored and shown again as it came.
+
+    The field named is the top-level one the fault is under.
+    """
+    pending: list[tuple[object, int, str]] = [
+        (child, 1, key) for key, child in value.items()
+    ]
+    for key in value:
+        _check_text(key, "body")
+    while pending:
+        item, depth, field = pending.pop()
+        if depth > MAX_DEPTH:
+            raise invalid(field, f"the body nests deeper than {MAX_DEPTH} levels")
+        if isinstance(item, str):
+            _check_text(item, field)
+        elif isinstance(item, dict):
+            for key, child in item.items():
+                _check_text(key, field)
+                pending.append((child, depth + 1, field))
+        elif isinstance(item, list):
+            pending.extend((child, depth + 1, field) for child in item)
+
+
+def _check_text(text: str, field: str) -> None:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:  # a lone surrogate from a \ud800 escape
+        raise invalid(field, f"'{field}' holds a lone surrogate, not text") from exc
 
 
 def text_field(body: dict[str, Any], name: str, *, required: bool) -> str | None:

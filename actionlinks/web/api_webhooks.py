@@ -8,6 +8,7 @@ in the answers that create them (registration, rotation).
 
 from __future__ import annotations
 
+import re
 from typing import TYPE_CHECKING, Any
 
 from starlette.responses import JSONResponse, Response
@@ -39,6 +40,7 @@ _STATES: dict[str, MessageState] = {
     "failed": "failed",
     "none": "none",
 }
+_LIMIT = re.compile(r"[1-9][0-9]{0,2}")
 _ENDPOINT_FIELDS = frozenset({"url", "event_types", "jwt_header"})
 _MESSAGE_FIELDS = frozenset({"event_type", "payload", "endpoint_id", "id"})
 
@@ -228,9 +230,7 @@ class WebhookRoutes:
         if state_text is not None and state is None:
             raise invalid("state", f"'state' is one of {', '.join(_STATES)}")
         limit_text = query.get("limit", str(MAX_LISTED))
-        if not (limit_text.isascii() and limit_text.isdigit()) or not (
-            0 < int(limit_text[:4]) <= MAX_LISTED
-        ):
+        if not _LIMIT.fullmatch(limit_text) or int(limit_text) > MAX_LISTED:
             raise invalid("limit", f"'limit' is 1-{MAX_LISTED}")
         found = await self._hub().messages(
             state=state,

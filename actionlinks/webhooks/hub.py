@@ -52,6 +52,24 @@ MAX_ENDPOINTS = 1000
 MAX_URL = 2048
 """The longest endpoint URL accepted."""
 MESSAGE_ID = re.compile(r"[A-Za-z0-9_.:-]{1,64}")
+ENDPOINT_ID = re.compile(r"ep_[A-Za-z0-9_-]{1,40}")
+
+
+def check_payload(payload: object) -> None:
+    """Refuse a payload that is not a JSON object that can be sent as UTF-8.
+
+    Raises:
+        InvalidArgumentError: not an object, NaN or Infinity inside, a lone
+            surrogate, or nesting too deep to render again.
+    """
+    if not isinstance(payload, dict):
+        raise InvalidArgumentError("'payload' must be a JSON object", field="payload")
+    try:
+        json.dumps(payload, ensure_ascii=False, allow_nan=False).encode("utf-8")
+    except (ValueError, TypeError, RecursionError) as exc:  # UnicodeError is one
+        raise InvalidArgumentError(
+            "'payload' must be JSON text: no NaN, no lone surrogates", field="payload"
+        ) from exc
 
 
 def check_message_id(value: object) -> str:
@@ -183,7 +201,11 @@ class WebhookHub:
         Raises:
             NotFoundError: no such endpoint.
         """
-        found = await self._endpoints.get(endpoint_id)
+        found = (
+            await self._endpoints.get(endpoint_id)
+            if ENDPOINT_ID.fullmatch(endpoint_id)
+            else None
+        )
         if found is None:
             raise NotFoundError("no endpoint with this id", what="endpoint")
         return found
@@ -196,6 +218,7 @@ class WebhookHub:
         Raises:
             NotFoundError: no such endpoint.
         """
+        await self.endpoint(endpoint_id)  # a well-formed, known id
         secret = generate_secret()
         now = self._clock.now()
         found = await self._endpoints.update(
@@ -212,6 +235,7 @@ class WebhookHub:
         Raises:
             NotFoundError: no such endpoint.
         """
+        await self.endpoint(endpoint_id)
         found = await self._deliverer.disable(endpoint_id, reason="deleted")
         if found is None:
             raise NotFoundError("no endpoint with this id", what="endpoint")
@@ -223,6 +247,7 @@ class WebhookHub:
         Raises:
             NotFoundError: no such endpoint.
         """
+        await self.endpoint(endpoint_id)
         found = await self._endpoints.update(endpoint_id, lambda r: r.enabled())
         if found is None:
             raise NotFoundError("no endpoint with this id", what="endpoint")
@@ -248,10 +273,7 @@ class WebhookHub:
             ConflictError: a disabled endpoint, or the id of another message.
         """
         check_event_type(event_type)
-        if not isinstance(payload, dict):
-            raise InvalidArgumentError(
-                "'payload' must be a JSON object", field="payload"
-            )
+        check_payload(payload)
         if endpoint_id is not None:
             target = await self.endpoint(endpoint_id)
             if not target.is_enabled:
@@ -320,7 +342,11 @@ class WebhookHub:
         Raises:
             NotFoundError: no such message.
         """
-        found = await self._outbox.read(message_id)
+        found = (
+            await self._outbox.read(message_id)
+            if MESSAGE_ID.fullmatch(message_id)
+            else None
+        )
         if found is None or found.message.channel != CHANNEL:
             raise NotFoundError("no message with this id", what="message")
         return found
@@ -332,7 +358,15 @@ class WebhookHub:
         limit: int = MAX_LISTED,
         before: str | None = None,
     ) -> list[MessageRecord]:
-        """Messages newest first, by state (``failed``: the dead letters)."""
+        """Messages newest first, by state (``failed``: the dead letters).
+
+        Raises:
+            InvalidArgumentError: ``before`` is not the id of a message.
+        """
+        if before is not None and (
+            not MESSAGE_ID.fullmatch(before) or await self._outbox.read(before) is None
+        ):
+            raise InvalidArgumentError("'before' is not a message's id", field="before")
         return await self._outbox.list(
             state=state, limit=max(1, min(limit, MAX_LISTED)), before=before
         )

@@ -110,3 +110,69 @@ def test_the_same_id_sent_twice_is_one_message(client):
     assert (other.status_code, other.json()["error"]) == (409, "message_exists")
     listed = client.get("/v1/webhooks/messages").json()["messages"]
     assert [m["id"] for m in listed] == ["order-1"]
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "status", "field"),
+    [
+        (
+            "/v1/webhooks/messages",
+            b'{"event_type":"a","payload":{"x":NaN}}',
+            422,
+            "body",
+        ),
+        (
+            "/v1/webhooks/messages",
+            b'{"event_type":"a","payload":{"x":Infinity}}',
+            422,
+            "body",
+        ),
+        (
+            "/v1/webhooks/messages",
+            b'{"event_type":"a","payload":' + b'{"x":' * 40 + b"1" + b"}" * 41,
+            422,
+            "payload",
+        ),
+        (
+            "/v1/webhooks/messages",
+            b'{"event_type":"a","payload":{"\\ud800":1}}',
+            422,
+            "payload",
+        ),
+        (
+            "/v1/webhooks/messages",
+            b'{"event_type":"a","payload":{},"endpoint_id":"\\ud800"}',
+            422,
+            "endpoint_id",
+        ),
+        ("/v1/webhooks/endpoints", b'{"url":"https://ex\\ud800.com/"}', 422, "url"),
+    ],
+)
+def test_json_that_could_not_be_shown_again_is_refused(
+    client, path, body, status, field
+):
+    """NaN, Infinity, deep nesting and lone surrogates: 422 naming the field,
+    and nothing stored (they used to be accepted and then fail to render)."""
+    answer = client.post(
+        path, content=body, headers={"content-type": "application/json"}
+    )
+    assert (answer.status_code, answer.json()["field"]) == (status, field)
+    assert client.get("/v1/webhooks/messages").json()["messages"] == []
+    assert client.get("/v1/webhooks/endpoints").json()["endpoints"] == []
+
+
+def test_paging_parameters_are_strict(client):
+    """limit is 1-100 written plainly; before must name a message."""
+    add(client)
+    sent = client.post("/v1/webhooks/messages", json={"event_type": "a", "payload": {}})
+    for query, field in (
+        ({"limit": "00050"}, "limit"),
+        ({"limit": "101"}, "limit"),
+        ({"limit": "-1"}, "limit"),
+        ({"before": "msg_unknown"}, "before"),
+        ({"before": "bad id"}, "before"),
+    ):
+        answer = client.get("/v1/webhooks/messages", params=query)
+        assert (answer.status_code, answer.json()["field"]) == (422, field), query
+    answer = client.get("/v1/webhooks/messages", params={"before": sent.json()["id"]})
+    assert answer.json() == {"messages": [], "next": None}

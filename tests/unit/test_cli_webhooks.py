@@ -103,7 +103,7 @@ def test_send_attempts_messages_and_redeliver(home, capsys):
     assert out.startswith("order-7  order.paid  pending")
     code, out, _ = cli(home, capsys, "webhooks", "messages", "--state", "failed")
     assert out.strip() == "no messages in state failed"
-    code, out, _ = cli(home, capsys, "webhooks", "messages", "--json", "--limit", "0")
+    code, out, _ = cli(home, capsys, "webhooks", "messages", "--json", "--limit", "1")
     assert [m["id"] for m in json.loads(out)] == ["order-7"]
     code, out, _ = cli(home, capsys, "webhooks", "redeliver", "order-7")
     assert code == 0
@@ -131,6 +131,24 @@ def test_send_attempts_messages_and_redeliver(home, capsys):
             ["webhooks", "send", "a", "--endpoint", "ep_nope"],
             "no endpoint with this id",
         ),
+        # What a shell passes for bytes that are not UTF-8 (surrogateescape).
+        (
+            ["webhooks", "endpoints", "disable", "\udced\udca0\udc80"],
+            "no endpoint with this id",
+        ),
+        (["webhooks", "attempts", "\udcff"], "no message with this id"),
+        (
+            ["webhooks", "send", "a", "--payload", '{"x": "\udcff"}'],
+            "'payload' must be JSON text: no NaN, no lone surrogates",
+        ),
+        (
+            ["webhooks", "send", "a", "--payload", '{"x": NaN}'],
+            "'payload' must be JSON text: no NaN, no lone surrogates",
+        ),
+        (
+            ["webhooks", "endpoints", "add", "https://ex\udcffample.com/"],
+            "a webhook URL is not a valid URL",
+        ),
     ],
 )
 def test_bad_input_is_one_line_and_exit_2(home, capsys, argv, message):
@@ -146,3 +164,11 @@ def test_a_payload_that_is_not_an_object_is_a_usage_error(home, capsys):
         cli(home, capsys, "webhooks", "send", "a", "--payload", "[1]")
     assert exited.value.code == 2
     assert "must be a JSON object" in capsys.readouterr().err
+
+
+def test_a_limit_below_one_is_a_usage_error(home, capsys):
+    """--limit takes a whole number from 1."""
+    for limit in ("0", "-5", "x"):
+        with pytest.raises(SystemExit) as exited:
+            cli(home, capsys, "webhooks", "messages", "--limit", limit)
+        assert exited.value.code == 2
