@@ -54,8 +54,9 @@ class Outbox(Protocol):
     ) -> list[Delivery]:
         """Lease up to ``limit`` due deliveries to ``holder``.
 
-        At most ``per_destination`` to one destination, none to those in
-        ``skip``; the most overdue first.
+        At most ``per_destination`` claims (by any holder, in any process)
+        live at once for one destination, none to those in ``skip``; the most
+        overdue first.
         """
         ...
 
@@ -127,5 +128,8 @@ class Outbox(Protocol):
         ...
 
     async def purge(self, *, before: datetime) -> int:
-        """Forget messages created before ``before`` with nothing pending."""
+        """Forget messages created before ``before`` with nothing pending.
+
+        At most 1000 at a time; returns how many (call again while it is 1000).
+        """
         ...

@@ -23,11 +23,14 @@ from datetime import timedelta
 from typing import TYPE_CHECKING, Literal, Protocol
 
 import anyio
+import anyio.lowlevel
 
 from actionlinks.errors import LedgerUnavailableError
 from actionlinks.outbox.model import Attempt
 
 if TYPE_CHECKING:
+    from datetime import datetime
+
     from anyio.abc import TaskGroup
 
     from actionlinks.clock import Clock
@@ -44,6 +47,8 @@ POLL = timedelta(seconds=1)
 RETENTION = timedelta(days=30)
 """How long a message with nothing pending is kept, with its attempts."""
 PURGE_EVERY = timedelta(hours=1)
+PURGE_BATCH = 1000
+"""The most messages one purge transaction forgets (the stores' batch)."""
 
 Outcome = Literal["delivered", "retry", "failed"]
 
@@ -107,7 +112,7 @@ class OutboxWorker:
         self._held: dict[int, str] = {}  # delivery id -> destination
         self._in_flight: dict[str, int] = {}
         self._wakeup: anyio.Event | None = None
-        self._last_purge = clock.now()
+        self._last_purge: datetime | None = None
 
     def __repr__(self) -> str:
         """Name the channel and the holder."""
@@ -199,12 +204,15 @@ class OutboxWorker:
                     _log.warning("claims not renewed: %s", exc)
 
     async def _purge_when_due(self) -> None:
+        """Forget old finished messages: when the worker starts, then hourly."""
         now = self._clock.now()
-        if now - self._last_purge < PURGE_EVERY:
+        if self._last_purge is not None and now - self._last_purge < PURGE_EVERY:
             return
         self._last_purge = now
         try:
-            await self._outbox.purge(before=now - RETENTION)
+            # In batches (one write transaction each) until none is left.
+            while await self._outbox.purge(before=now - RETENTION) >= PURGE_BATCH:
+                await anyio.lowlevel.checkpoint()
         except LedgerUnavailableError as exc:
             _log.warning("old messages not purged: %s", exc)
 

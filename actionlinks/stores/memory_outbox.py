@@ -92,6 +92,10 @@ class MemoryOutbox:
         )
         taken: list[Delivery] = []
         counts: dict[str, int] = {}
+        for delivery_id, (_, until) in self._leases.items():
+            if until > now:
+                destination = self._deliveries[delivery_id].destination
+                counts[destination] = counts.get(destination, 0) + 1
         for delivery in due:
             if len(taken) == limit:
                 break
@@ -248,7 +252,7 @@ class MemoryOutbox:
             for message_id, (message, ids) in self._messages.items()
             if message.created_at < before
             and all(self._deliveries[i].state != "pending" for i in ids)
-        ]
+        ][:1000]
         for message_id in gone:
             for delivery_id in self._messages.pop(message_id)[1]:
                 del self._deliveries[delivery_id]

@@ -45,6 +45,8 @@ CREATE TABLE outbox_deliveries (
 CREATE INDEX outbox_due ON outbox_deliveries (next_us) WHERE state = 'pending';
 CREATE INDEX outbox_destination ON outbox_deliveries (destination)
     WHERE state = 'pending';
+CREATE INDEX outbox_leased ON outbox_deliveries (lease_until_us)
+    WHERE lease_until_us IS NOT NULL;
 CREATE TABLE outbox_attempts (
     delivery_id INTEGER NOT NULL,
     number INTEGER NOT NULL,
@@ -192,7 +194,15 @@ class SqliteOutbox:
                 (now_us, channel, now_us, *skipped, limit * 4),
             ).fetchall()
             taken: list[Delivery] = []
-            counts: dict[str, int] = {}
+            # Every worker's claims count, in every process: the bound is the
+            # service's, not one worker's.
+            counts: dict[str, int] = dict(
+                connection.execute(
+                    "SELECT destination, count(*) FROM outbox_deliveries WHERE "
+                    "lease_until_us > ? AND state = 'pending' GROUP BY destination",
+                    (now_us,),
+                ).fetchall()
+            )
             for row in rows:
                 if len(taken) == limit:
                     break

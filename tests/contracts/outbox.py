@@ -151,6 +151,19 @@ class OutboxContract:
         taken = await claim(outbox, holder="w2", limit=3, per_destination=10)
         assert len(taken) == 3
 
+    async def test_the_bound_per_destination_counts_every_holders_claims(
+        self, outbox, clock
+    ):
+        """Two workers (two processes) together stay within per_destination."""
+        for number in range(5):
+            await outbox.enqueue(
+                message(clock, f"msg_{number}"), ["ep_a"], due_at=clock.now()
+            )
+        assert len(await claim(outbox, holder="w1", per_destination=2)) == 2
+        assert await claim(outbox, holder="w2", per_destination=2) == []
+        clock.advance(LEASE)
+        assert len(await claim(outbox, holder="w2", per_destination=2)) == 2
+
     async def test_an_attempt_is_recorded_and_decides_the_state(self, outbox, clock):
         """record keeps the attempt, counts it and schedules the next one."""
         await outbox.enqueue(message(clock), ["ep_a"], due_at=clock.now())

@@ -307,3 +307,19 @@ async def test_finished_messages_are_purged_after_the_retention(outbox, clock):
         await until(purged)
         tasks.cancel_scope.cancel()
     assert await outbox.read("msg_new") is not None
+
+
+async def test_a_starting_worker_purges_every_old_message_in_batches(outbox, clock):
+    """At start, not an hour later, and past one batch of 1000 (messages that
+    went nowhere included)."""
+    for number in range(2500):
+        await enqueue(outbox, clock, f"msg_{number}", destinations=())
+    clock.advance(timedelta(days=31))
+    async with anyio.create_task_group() as tasks:
+        tasks.start_soon(worker(outbox, Script(clock, []), clock).run)
+
+        async def emptied():
+            return outbox.row_count() == 0
+
+        await until(emptied)
+        tasks.cancel_scope.cancel()
