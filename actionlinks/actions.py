@@ -32,6 +32,8 @@ if TYPE_CHECKING:
 
 Delivery = Literal["wait", "queued"]
 """How a use reaches an action's ``handler_url``."""
+SECRET_FORMS = frozenset({"password-reset"})
+"""Actions whose form carries a secret (a new password): never queued."""
 
 LINK_PATH = "/a/"
 _TOKEN_IN_URL = re.compile(r"/a/([^/?#]+)")
@@ -107,6 +109,11 @@ class Action:
         if self.delivery not in ("wait", "queued"):
             raise ConfigurationError(
                 f"{self.name}: delivery must be 'wait' or 'queued'"
+            )
+        if self.delivery == "queued" and self.name in SECRET_FORMS:
+            raise ConfigurationError(
+                f"{self.name}: delivery = 'queued' would keep the new password "
+                "in the database until delivered; this action must wait"
             )
         if self.binds_state and self.current_state is None:
             raise ConfigurationError(

@@ -100,7 +100,7 @@ def _endpoint_line(record: EndpointRecord) -> str:
         "every type" if record.event_types is None else ", ".join(record.event_types)
     )
     state = "" if record.is_enabled else f"  DISABLED ({record.disabled_reason})"
-    return f"{record.endpoint_id}  {record.url}  [{types}]{state}"
+    return f"{record.endpoint_id}  {record.shown_url}  [{types}]{state}"
 
 
 def _message_lines(record: MessageRecord) -> list[str]:
@@ -176,7 +176,7 @@ async def _endpoints(service: Service, args: argparse.Namespace) -> int:
     else:
         record = await hub.enable(args.endpoint_id)
     if args.json:
-        shown = endpoint_json(record)
+        shown = endpoint_json(record, full=command == "add")
         if secret is not None:
             shown["secret"] = secret
         _print_json(shown)

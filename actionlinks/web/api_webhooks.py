@@ -45,11 +45,14 @@ _ENDPOINT_FIELDS = frozenset({"url", "event_types", "jwt_header"})
 _MESSAGE_FIELDS = frozenset({"event_type", "payload", "endpoint_id", "id"})
 
 
-def endpoint_json(record: EndpointRecord) -> dict[str, Any]:
-    """An endpoint as the API shows it (never its secrets)."""
+def endpoint_json(record: EndpointRecord, *, full: bool = False) -> dict[str, Any]:
+    """An endpoint as the API shows it: never a secret.
+
+    Its URL's query (which may hold one) only when it is registered (``full``).
+    """
     return {
         "id": record.endpoint_id,
-        "url": record.url,
+        "url": record.url if full else record.shown_url,
         "event_types": None if record.event_types is None else list(record.event_types),
         "jwt_header": record.jwt_header,
         "state": "enabled" if record.is_enabled else "disabled",
@@ -162,7 +165,7 @@ class WebhookRoutes:
         record, secret = await self._hub().add_endpoint(
             url, event_types=types, jwt_header=header
         )
-        answer = endpoint_json(record)
+        answer = endpoint_json(record, full=True)
         answer["secret"] = secret
         return JSONResponse(answer, status_code=201, headers=NO_STORE)
 

@@ -13,6 +13,7 @@ import re
 import secrets
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Protocol
+from urllib.parse import urlsplit
 
 from actionlinks.errors import InvalidArgumentError
 
@@ -40,6 +41,13 @@ def check_event_type(value: object, *, field: str = "event_type") -> str:
             field=field,
         )
     return value
+
+
+def shown_url(url: str) -> str:
+    """``url`` with any query replaced by ``?…`` and no credentials."""
+    parts = urlsplit(url)
+    host = parts.netloc.rpartition("@")[2]
+    return f"{parts.scheme}://{host}{parts.path}" + ("?…" if parts.query else "")
 
 
 def new_endpoint_id() -> str:
@@ -71,13 +79,18 @@ class EndpointRecord:
     """
 
     endpoint_id: str
-    url: str
+    url: str = field(repr=False)
     event_types: tuple[str, ...] | None
     jwt_header: str | None
     secrets: tuple[EndpointSecret, ...]
     created_at: datetime
     disabled_at: datetime | None = None
     disabled_reason: str | None = None
+
+    @property
+    def shown_url(self) -> str:
+        """The URL without its query, which may hold a secret (``?…`` instead)."""
+        return shown_url(self.url)
 
     @property
     def is_enabled(self) -> bool:

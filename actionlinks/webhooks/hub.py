@@ -48,7 +48,9 @@ if TYPE_CHECKING:
 ROTATION_OVERLAP = timedelta(hours=24)
 """How long a rotated-out secret keeps signing by default."""
 MAX_ENDPOINTS = 1000
-"""The most endpoints one service keeps (every message is matched against them)."""
+"""The most enabled endpoints (every message is matched against them)."""
+MAX_KEPT_ENDPOINTS = 10 * MAX_ENDPOINTS
+"""The most endpoints kept, disabled ones included (their history stays)."""
 MAX_URL = 2048
 """The longest endpoint URL accepted."""
 MESSAGE_ID = re.compile(r"[A-Za-z0-9_.:-]{1,64}")
@@ -176,9 +178,13 @@ class WebhookHub:
                     check_event_type(t, field="event_types") for t in event_types
                 )
             )
-        if len(await self._endpoints.all()) >= MAX_ENDPOINTS:
+        known = await self._endpoints.all()
+        enabled = sum(1 for e in known if e.is_enabled)
+        if enabled >= MAX_ENDPOINTS or len(known) >= MAX_KEPT_ENDPOINTS:
             raise InvalidArgumentError(
-                f"a service keeps at most {MAX_ENDPOINTS} endpoints", field="url"
+                f"a service keeps at most {MAX_ENDPOINTS} enabled endpoints "
+                f"({MAX_KEPT_ENDPOINTS} in all)",
+                field="url",
             )
         record = EndpointRecord(
             endpoint_id=new_endpoint_id(),

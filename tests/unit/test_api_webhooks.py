@@ -176,3 +176,21 @@ def test_paging_parameters_are_strict(client):
         assert (answer.status_code, answer.json()["field"]) == (422, field), query
     answer = client.get("/v1/webhooks/messages", params={"before": sent.json()["id"]})
     assert answer.json() == {"messages": [], "next": None}
+
+
+def test_a_urls_query_is_shown_only_when_the_endpoint_is_registered(client):
+    """A token in the URL's query is in the 201, never in listings or reprs."""
+    url = URL + "?token=SECRET123"
+    endpoint = add(client, url=url)
+    assert endpoint["url"] == url
+    listed = client.get("/v1/webhooks/endpoints").json()["endpoints"]
+    assert listed[0]["url"] == URL + "?…"
+    assert "SECRET123" not in client.get("/v1/webhooks/endpoints").text
+
+
+async def test_endpoint_records_never_show_a_url_query_or_secret(service):
+    """The record's repr names the id only."""
+    async with service:
+        record, secret = await service.webhooks.add_endpoint(URL + "?token=SECRET123")
+    assert "SECRET123" not in repr(record)
+    assert secret not in repr(record)

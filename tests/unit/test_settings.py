@@ -155,6 +155,10 @@ def test_actions_are_declared_and_adjusted_in_the_config_file(tmp_path):
         "[actions.unsubscribe]\none_time = true\n",
         "base_url = [unterminated",
         "unknown_key = 1",
+        "[actions.invite]\ndelivery = 'later'\n",
+        "[actions.invite]\ndelivery = 1\n",
+        # The new password would wait in the database until delivered.
+        "[actions.password-reset]\ndelivery = 'queued'\n",
     ],
 )
 def test_invalid_config_files_are_configuration_errors(tmp_path, toml):
@@ -162,6 +166,19 @@ def test_invalid_config_files_are_configuration_errors(tmp_path, toml):
     (tmp_path / "actionlinks.toml").write_text(toml)
     with pytest.raises(ConfigurationError):
         Settings.from_env({"ACTIONLINKS_HOME": str(tmp_path)})
+
+
+def test_an_action_may_ask_for_queued_delivery(tmp_path):
+    """delivery = "queued" is read from the action's table; wait is the default."""
+    (tmp_path / "actionlinks.toml").write_text(
+        "[actions.invite]\ndelivery = 'queued'\n"
+    )
+    actions = {
+        a.name: a
+        for a in Settings.from_env({"ACTIONLINKS_HOME": str(tmp_path)}).actions
+    }
+    assert actions["invite"].delivery == "queued"
+    assert actions["email-confirm"].delivery == "wait"
 
 
 def test_secret_never_shows_itself():

@@ -232,3 +232,16 @@ async def test_unknown_messages_and_endpoints_are_not_found(hub):
     sent = await hub.send("user.created", {})
     with pytest.raises(NotFoundError):
         await hub.redeliver(sent.message.message_id, endpoint_id="ep_other")
+
+
+async def test_disabled_endpoints_do_not_count_against_the_limit(hub, monkeypatch):
+    """1000 enabled endpoints at most; disabled ones count only toward 10 times
+    as many kept."""
+    monkeypatch.setattr("actionlinks.webhooks.hub.MAX_ENDPOINTS", 2)
+    monkeypatch.setattr("actionlinks.webhooks.hub.MAX_KEPT_ENDPOINTS", 3)
+    first, _ = await hub.add_endpoint(URL)
+    await hub.add_endpoint(URL)
+    await hub.disable(first.endpoint_id)
+    await hub.add_endpoint(URL)
+    with pytest.raises(InvalidArgumentError):
+        await hub.add_endpoint(URL)
