@@ -231,6 +231,19 @@ class SqliteDatabase:
         """
         return self._read(sql, parameters, limit=None)
 
+    async def fetchall_in_thread(
+        self, sql: str, parameters: tuple[Any, ...] = ()
+    ) -> list[Row]:
+        """All rows of a read-only query that may read many rows, in a thread.
+
+        Raises:
+            LedgerUnavailableError: SQLite failed.
+            ServiceClosedError: the database is not open.
+        """
+        return await anyio.to_thread.run_sync(
+            lambda: self._read(sql, parameters, limit=None)
+        )
+
     def _read(
         self, sql: str, parameters: tuple[Any, ...], *, limit: int | None
     ) -> list[Row]:

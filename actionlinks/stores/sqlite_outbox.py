@@ -190,7 +190,7 @@ class SqliteOutbox:
                 "WHERE d.state = 'pending' AND d.next_us <= ? AND m.channel = ? "
                 "AND (d.lease_until_us IS NULL OR d.lease_until_us <= ?) "
                 f"AND d.destination NOT IN ({_marks(len(skipped))}) "
-                "ORDER BY d.next_us, d.id LIMIT ?",
+                "ORDER BY d.next_us LIMIT ?",  # the index's order: no sort
                 (now_us, channel, now_us, *skipped, limit * 4),
             ).fetchall()
             taken: list[Delivery] = []
@@ -307,7 +307,8 @@ class SqliteOutbox:
             )
             parameters.append(before)
         clause = f"WHERE {' AND '.join(where)}" if where else ""
-        rows = await self._database.fetchall(
+        # A rare state may mean reading many rows: in a thread, not the loop.
+        rows = await self._database.fetchall_in_thread(
             f"SELECT {_MESSAGE}, m.seq FROM outbox_messages m {clause} "
             "ORDER BY m.seq DESC LIMIT ?",
             (*parameters, limit),

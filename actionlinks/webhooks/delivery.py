@@ -9,6 +9,7 @@ still pending for it fails with it.
 
 from __future__ import annotations
 
+import logging
 from datetime import timedelta
 from typing import TYPE_CHECKING
 
@@ -30,6 +31,8 @@ if TYPE_CHECKING:
     from actionlinks.webhooks.sender import JwtSigner
 
     NamedEndpoints = Callable[[str], WebhookEndpoint | None]
+
+_log = logging.getLogger("actionlinks.webhooks")
 
 CHANNEL = "webhook"
 """The outbox channel of webhook messages."""
@@ -93,6 +96,12 @@ class WebhookDeliverer:
         if destination.startswith("action:"):
             endpoint = None if self._named is None else self._named(destination)
             if endpoint is None:
+                _log.warning(
+                    "message %s failed: %s has no handler_url any more; restore it "
+                    "and redeliver the message",
+                    delivery.message.message_id,
+                    destination.removeprefix("action:"),
+                )
                 return self._refused("no action with this handler_url any more")
         else:
             record = await self._endpoints.get(destination)

@@ -219,7 +219,7 @@ async def test_410_disables_a_registered_endpoint_and_fails_its_backlog(setup, s
 
 
 async def test_gone_missing_or_disabled_destinations_are_refused_without_a_request(
-    setup, store
+    setup, store, caplog
 ):
     """Nothing is posted to a removed, disabled or unknown destination."""
     hub, deliverer, answers = setup
@@ -236,6 +236,7 @@ async def test_gone_missing_or_disabled_destinations_are_refused_without_a_reque
     assert removed.attempt.error == "the endpoint was removed"
     unknown = await deliverer(_to(delivery, "action:nope"))
     assert unknown.attempt.error == "no action with this handler_url any more"
+    assert "nope has no handler_url any more; restore it" in caplog.text
     assert answers.requests == []
 
 
