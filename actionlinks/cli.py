@@ -119,7 +119,7 @@ def _parser() -> argparse.ArgumentParser:
     retire = key_commands.add_parser("retire", help="remove a verify-only key")
     retire.add_argument("kid", metavar="KID")
     key_commands.add_parser("jwks", help="print the public JWK Set")
-    cli_webhooks.add_parser(commands, _json_object)
+    cli_webhooks.add_parser(commands, _json_object, _duration)
     return parser
 
 

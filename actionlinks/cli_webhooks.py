@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 from actionlinks.clock import format_instant
 from actionlinks.outbox.store import MAX_LISTED
 from actionlinks.web.api_webhooks import endpoint_json, message_json
+from actionlinks.webhooks.hub import ROTATION_OVERLAP
 
 if TYPE_CHECKING:
     from actionlinks.outbox.model import MessageRecord
@@ -24,7 +25,11 @@ if TYPE_CHECKING:
 _STATES = ("pending", "delivered", "failed", "none")
 
 
-def add_parser(commands: argparse._SubParsersAction[Any], json_object: Any) -> None:  # noqa: ANN401
+def add_parser(
+    commands: argparse._SubParsersAction[Any],
+    json_object: Any,  # noqa: ANN401 - the CLI's --data parser
+    duration: Any,  # noqa: ANN401 - the CLI's --ttl parser
+) -> None:
     """Add ``webhooks`` and its subcommands to ``commands``."""
     webhooks = commands.add_parser(
         "webhooks", help="register endpoints, send messages, see attempts"
@@ -55,13 +60,21 @@ def add_parser(commands: argparse._SubParsersAction[Any], json_object: Any) -> N
     add.add_argument("--no-jwt", action="store_true", help="send no JWT header")
     add.add_argument("--json", action="store_true")
     for name, text in (
-        ("rotate", "give an endpoint a new secret (the old one signs 24 h more)"),
+        ("rotate", "give an endpoint a new secret (the old ones sign 24 h more)"),
         ("disable", "disable an endpoint (pending messages fail)"),
         ("enable", "enable a disabled endpoint again"),
     ):
         command = endpoint_commands.add_parser(name, help=text)
         command.add_argument("endpoint_id", metavar="ENDPOINT_ID")
         command.add_argument("--json", action="store_true")
+        if name == "rotate":
+            command.add_argument(
+                "--overlap",
+                type=duration,
+                default=ROTATION_OVERLAP,
+                metavar="DURATION",
+                help="how long the old secrets keep signing (default 24h)",
+            )
 
     send = sub.add_parser("send", help="send an event (stored, then delivered)")
     send.add_argument("event_type", metavar="EVENT_TYPE")
@@ -115,10 +128,10 @@ def _message_lines(record: MessageRecord) -> list[str]:
             if delivery.next_attempt_at is not None
             else ""
         )
-        lines.append(
-            f"  to {delivery.destination}: {delivery.state}, "
-            f"{delivery.attempts} attempts{due}"
+        count = (
+            "1 attempt" if delivery.attempts == 1 else f"{delivery.attempts} attempts"
         )
+        lines.append(f"  to {delivery.destination}: {delivery.state}, {count}{due}")
         for attempt in delivery.history:
             answer = attempt.error or f"HTTP {attempt.status}"
             lines.append(
@@ -170,7 +183,7 @@ async def _endpoints(service: Service, args: argparse.Namespace) -> int:
             jwt_header=None if args.no_jwt else args.jwt_header,
         )
     elif command == "rotate":
-        record, secret = await hub.rotate(args.endpoint_id)
+        record, secret = await hub.rotate(args.endpoint_id, overlap=args.overlap)
     elif command == "disable":
         record = await hub.disable(args.endpoint_id)
     else:
@@ -232,7 +245,7 @@ async def _messages(service: Service, args: argparse.Namespace) -> int:
         before = page[-1].message.message_id
     progress.done()
     if args.json:
-        _print_json([message_json(r, payload=False) for r in found])
+        _print_json([message_json(r, full=False) for r in found])
         return 0
     for record in found:
         failed = [d.destination for d in record.deliveries if d.state == "failed"]

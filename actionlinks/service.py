@@ -258,6 +258,7 @@ class Service:
             host = urlsplit(action.handler_url or "").hostname
             if (
                 host
+                and self._deliver  # a one-shot CLI command sends nothing
                 and is_private_literal(host)
                 and not self.settings.webhook_allow_private
             ):

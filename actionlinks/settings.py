@@ -448,6 +448,8 @@ issuer = {issuer}
 leeway = 30
 # Origins an action's redirect may point to, besides the base URL's own.
 # redirect_origins = ["https://app.example.com"]
+# Let webhooks go to this machine or a private network (a local receiver).
+# webhook_allow_private = true
 
 # Declare or adjust actions; the built-ins are password-reset, email-confirm,
 # magic-signin, invite and unsubscribe.

@@ -70,7 +70,10 @@ class Delivery:
         message: the message.
         destination: where it goes (an endpoint id).
         state: ``pending``, ``delivered`` or ``failed``.
-        attempts: how many attempts were made.
+        attempts: how many attempts were made, ever.
+        schedule_start: ``attempts`` when the schedule last began (at the
+            first attempt, or at a redelivery): the schedule's position is
+            ``attempts - schedule_start``.
         next_attempt_at: when the next attempt is due (pending only).
         history: the attempts, oldest first (filled in when read for people).
     """
@@ -80,6 +83,7 @@ class Delivery:
     destination: str
     state: DeliveryState = "pending"
     attempts: int = 0
+    schedule_start: int = 0
     next_attempt_at: datetime | None = None
     history: tuple[Attempt, ...] = ()
 

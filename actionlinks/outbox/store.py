@@ -104,7 +104,8 @@ class Outbox(Protocol):
     ) -> int:
         """Make the message's deliveries (to ``destinations``) pending again.
 
-        Each starts the schedule again; the attempts made stay in its history.
+        Each starts the schedule again (``schedule_start``); the attempts
+        made stay counted and in its history.
         One being attempted right now (claimed) is left to that attempt.
 
         Returns:

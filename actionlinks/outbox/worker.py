@@ -248,7 +248,7 @@ class OutboxWorker:
         if result.outcome == "retry":
             next_at = self._policy.next_attempt(
                 now=self._clock.now(),
-                attempts=delivery.attempts + 1,
+                attempts=delivery.attempts + 1 - delivery.schedule_start,
                 retry_after=result.retry_after,
             )
         state: DeliveryState = (

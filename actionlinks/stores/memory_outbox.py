@@ -204,7 +204,10 @@ class MemoryOutbox:
                 destinations is None or delivery.destination in destinations
             ):
                 self._deliveries[delivery_id] = replace(
-                    delivery, state="pending", attempts=0, next_attempt_at=at
+                    delivery,
+                    state="pending",
+                    schedule_start=delivery.attempts,
+                    next_attempt_at=at,
                 )
                 self._leases.pop(delivery_id, None)
                 count += 1

@@ -37,6 +37,7 @@ CREATE TABLE outbox_deliveries (
     destination TEXT NOT NULL,
     state TEXT NOT NULL CHECK (state IN ('pending', 'delivered', 'failed')),
     attempts INTEGER NOT NULL DEFAULT 0,
+    schedule_start INTEGER NOT NULL DEFAULT 0,
     next_us INTEGER,
     lease_holder TEXT,
     lease_until_us INTEGER,
@@ -60,7 +61,7 @@ CREATE TABLE outbox_attempts (
 """
 
 _MESSAGE = "m.id, m.channel, m.kind, m.body, m.created_us"
-_DELIVERY = "d.id, d.destination, d.state, d.attempts, d.next_us"
+_DELIVERY = "d.id, d.destination, d.state, d.attempts, d.next_us, d.schedule_start"
 _ATTEMPT = (
     "INSERT INTO outbox_attempts (delivery_id, number, at_us, latency_us, status, "
     "response, error) SELECT ?, coalesce(max(number), 0) + 1, ?, ?, ?, ?, ? "
@@ -99,6 +100,7 @@ def _delivery(
         destination=row[1],
         state=row[2],
         attempts=row[3],
+        schedule_start=row[5],
         next_attempt_at=None
         if row[4] is None or row[2] != "pending"
         else instant(row[4]),
@@ -209,7 +211,7 @@ class SqliteOutbox:
                 if counts.get(row[1], 0) >= per_destination:
                     continue
                 counts[row[1]] = counts.get(row[1], 0) + 1
-                taken.append(_delivery(row, _message(row[5:])))
+                taken.append(_delivery(row, _message(row[6:])))
             connection.executemany(
                 "UPDATE outbox_deliveries SET lease_holder = ?, lease_until_us = ? "
                 "WHERE id = ?",
@@ -337,7 +339,7 @@ class SqliteOutbox:
         now_us = micros(self._clock.now())
         return await self._database.execute(
             "UPDATE outbox_deliveries SET state = 'pending', next_us = ?, "
-            "attempts = 0, lease_holder = NULL, lease_until_us = NULL "
+            "schedule_start = attempts, lease_holder = NULL, lease_until_us = NULL "
             "WHERE message_seq = (SELECT seq FROM outbox_messages WHERE id = ?) "
             "AND NOT (state = 'pending' AND coalesce(lease_until_us, 0) > ?) "
             f"{only}",

@@ -72,9 +72,9 @@ def attempt_json(attempt: Attempt) -> dict[str, Any]:
     }
 
 
-def delivery_json(delivery: Delivery) -> dict[str, Any]:
-    """One delivery as the API shows it, with its attempts when they were read."""
-    return {
+def delivery_json(delivery: Delivery, *, history: bool = True) -> dict[str, Any]:
+    """One delivery as the API shows it, with every attempt (``history``)."""
+    shown = {
         "endpoint_id": delivery.destination,
         "state": delivery.state,
         "attempts": delivery.attempts,
@@ -83,20 +83,22 @@ def delivery_json(delivery: Delivery) -> dict[str, Any]:
             if delivery.next_attempt_at is None
             else format_instant(delivery.next_attempt_at)
         ),
-        "history": [attempt_json(a) for a in delivery.history],
     }
+    if history:
+        shown["history"] = [attempt_json(a) for a in delivery.history]
+    return shown
 
 
-def message_json(record: MessageRecord, *, payload: bool = True) -> dict[str, Any]:
-    """A message as the API shows it."""
+def message_json(record: MessageRecord, *, full: bool = True) -> dict[str, Any]:
+    """A message as the API shows it; with its payload and every attempt (``full``)."""
     body: dict[str, Any] = {
         "id": record.message.message_id,
         "event_type": record.message.kind,
         "state": record.state,
         "created_at": format_instant(record.message.created_at),
-        "deliveries": [delivery_json(d) for d in record.deliveries],
+        "deliveries": [delivery_json(d, history=full) for d in record.deliveries],
     }
-    if payload:
+    if full:
         body["payload"] = payload_of(record.message)
     return body
 
@@ -115,6 +117,7 @@ class WebhookRoutes:
         table: list[tuple[str, ScopedEndpoint, str, str, str]] = [
             ("/v1/webhooks/endpoints", self.add_endpoint, "POST", write, "add"),
             ("/v1/webhooks/endpoints", self.list_endpoints, "GET", read, "list"),
+            ("/v1/webhooks/endpoints/{id}", self.get_endpoint, "GET", read, "endpoint"),
             ("/v1/webhooks/endpoints/{id}", self.disable, "DELETE", write, "disable"),
             (
                 "/v1/webhooks/endpoints/{id}/rotate",
@@ -176,6 +179,11 @@ class WebhookRoutes:
             {"endpoints": [endpoint_json(e) for e in found]}, headers=NO_STORE
         )
 
+    async def get_endpoint(self, request: Request, caller: ActionClaims) -> Response:
+        """GET /v1/webhooks/endpoints/{id}: one endpoint (never its secret)."""
+        record = await self._hub().endpoint(request.path_params["id"])
+        return JSONResponse(endpoint_json(record), headers=NO_STORE)
+
     async def rotate(self, request: Request, caller: ActionClaims) -> Response:
         """POST …/{id}/rotate: a new secret; the old ones sign for the overlap."""
         body = await read_json(request) if _has_body(request) else {}
@@ -222,7 +230,7 @@ class WebhookRoutes:
             message_id=text_field(body, "id", required=False),
         )
         return JSONResponse(
-            message_json(record, payload=False), status_code=202, headers=NO_STORE
+            message_json(record, full=False), status_code=202, headers=NO_STORE
         )
 
     async def list_messages(self, request: Request, caller: ActionClaims) -> Response:
@@ -242,7 +250,7 @@ class WebhookRoutes:
         )
         return JSONResponse(
             {
-                "messages": [message_json(r, payload=False) for r in found],
+                "messages": [message_json(r, full=False) for r in found],
                 "next": found[-1].message.message_id
                 if len(found) == int(limit_text)
                 else None,
@@ -264,7 +272,7 @@ class WebhookRoutes:
             endpoint_id=text_field(body, "endpoint_id", required=False),
         )
         return JSONResponse(
-            message_json(record, payload=False), status_code=202, headers=NO_STORE
+            message_json(record, full=False), status_code=202, headers=NO_STORE
         )
 
 

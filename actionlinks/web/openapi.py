@@ -76,6 +76,14 @@ def _webhook_paths(
             ),
         },
         "/v1/webhooks/endpoints/{id}": {
+            "get": _operation(
+                "getWebhookEndpoint",
+                "One endpoint, never its secret (webhooks:read)",
+                200,
+                "WebhookEndpoint",
+                read,
+                path_id=True,
+            ),
             "delete": _operation(
                 "disableWebhookEndpoint",
                 "Disable an endpoint; what waits for it fails (webhooks:write)",
@@ -83,7 +91,7 @@ def _webhook_paths(
                 "WebhookEndpoint",
                 write,
                 path_id=True,
-            )
+            ),
         },
         "/v1/webhooks/endpoints/{id}/rotate": {
             "post": _operation(

@@ -380,18 +380,22 @@ class WebhookHub:
     async def redeliver(
         self, message_id: str, *, endpoint_id: str | None = None
     ) -> MessageRecord:
-        """Deliver the message again, same id, now (to one endpoint, or all).
+        """Deliver the message again now, under its id.
+
+        To ``endpoint_id``; else to the endpoints it failed for, and when it
+        failed for none, to every one again.
 
         Raises:
             NotFoundError: no such message, or it never went to that endpoint.
             ConflictError: the endpoint is disabled.
         """
         found = await self.message(message_id)
-        targets = [
-            d.destination
-            for d in found.deliveries
-            if endpoint_id is None or d.destination == endpoint_id
-        ]
+        failed = [d.destination for d in found.deliveries if d.state == "failed"]
+        targets = (
+            [d.destination for d in found.deliveries if d.destination == endpoint_id]
+            if endpoint_id is not None
+            else failed or [d.destination for d in found.deliveries]
+        )
         if not targets:
             raise NotFoundError(
                 "the message never went to this endpoint", what="endpoint"

@@ -139,6 +139,23 @@ class WebhookEndpoint:
         )
 
 
+def failure_of(exc: httpx.HTTPError) -> str:
+    """What went wrong without an answer, for people (no URL, no query)."""
+    if is_refused_destination(exc):
+        return (
+            "is not a public address; set ACTIONLINKS_WEBHOOK_ALLOW_PRIVATE=1 to "
+            "allow it"
+        )
+    if isinstance(exc, httpx.ConnectTimeout):
+        return "did not accept a connection in time"
+    if isinstance(exc, httpx.TimeoutException):
+        return "did not answer in time"
+    if isinstance(exc, httpx.ConnectError):
+        cause = str(exc)[:120] or "connection failed"
+        return f"could not be reached: {cause}"
+    return "did not answer"
+
+
 def event_body(event_type: str, data: Mapping[str, Any], *, at: datetime) -> bytes:
     """The body of an event: ``{"type", "timestamp", "data"}``, compact JSON."""
     return json.dumps(
@@ -257,12 +274,7 @@ class WebhookSender:
             except (httpx.InvalidURL, ValueError):  # cannot be sent as it is
                 error, unusable = "has a URL that cannot be used", True
             except httpx.HTTPError as exc:
-                error = (
-                    "is not a public address; set ACTIONLINKS_WEBHOOK_ALLOW_PRIVATE=1 "
-                    "to allow it"
-                    if is_refused_destination(exc)
-                    else "did not answer"
-                )
+                error = failure_of(exc)
         if limit.cancelled_caught and error is None:
             error = f"did not answer within {ATTEMPT_LIMIT.total_seconds():.0f} s"
         attempt = Attempt(

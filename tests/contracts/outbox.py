@@ -236,8 +236,11 @@ class OutboxContract:
             await outbox.redeliver("msg_1", destinations=["ep_b"], at=clock.now()) == 1
         )
         record = await outbox.read("msg_1")
-        states = {d.destination: (d.state, d.attempts) for d in record.deliveries}
-        assert states == {"ep_a": ("failed", 1), "ep_b": ("pending", 0)}
+        states = {
+            d.destination: (d.state, d.attempts, d.schedule_start)
+            for d in record.deliveries
+        }
+        assert states == {"ep_a": ("failed", 1, 0), "ep_b": ("pending", 1, 1)}
         assert len(record.deliveries[1].history) == 1
         [taken] = await claim(outbox)
         assert taken.destination == "ep_b"

@@ -172,3 +172,32 @@ def test_a_limit_below_one_is_a_usage_error(home, capsys):
         with pytest.raises(SystemExit) as exited:
             cli(home, capsys, "webhooks", "messages", "--limit", limit)
         assert exited.value.code == 2
+
+
+def test_one_shot_commands_do_not_refuse_a_local_handler_url(home, capsys):
+    """Only what sends (serve) needs ACTIONLINKS_WEBHOOK_ALLOW_PRIVATE for a
+    handler on this machine; minting from another shell does not."""
+    with (home / "actionlinks.toml").open("a") as config:
+        config.write(
+            '[actions.invite]\nhandler_url = "http://127.0.0.1:9/h"\n'
+            'handler_secret = "whsec_' + "A" * 40 + '"\n'
+        )
+    code = run(["mint", "invite", "--sub", "u"], {"ACTIONLINKS_HOME": str(home)})
+    assert code == 0, capsys.readouterr().err
+
+
+def test_rotate_takes_an_overlap(home, capsys):
+    """--overlap sets how long the old secret keeps signing."""
+    endpoint = add(home, capsys)
+    code, out, _ = cli(
+        home,
+        capsys,
+        "webhooks",
+        "endpoints",
+        "rotate",
+        endpoint["id"],
+        "--overlap",
+        "1h",
+    )
+    assert code == 0
+    assert "secret: whsec_" in out

@@ -323,3 +323,18 @@ async def test_a_starting_worker_purges_every_old_message_in_batches(outbox, clo
 
         await until(emptied)
         tasks.cancel_scope.cancel()
+
+
+async def test_a_redelivered_dead_letter_gets_the_whole_schedule_again(outbox, clock):
+    """Its attempts keep counting; its schedule starts over."""
+    script = Script(clock, ["retry", "retry", "retry", "delivered"])
+    await enqueue(outbox, clock)
+    async with anyio.create_task_group() as tasks:
+        tasks.start_soon(worker(outbox, script, clock, schedule=(0, 0)).run)
+        await until(lambda: _is(outbox, "failed"))
+        await outbox.redeliver("msg_1", destinations=None, at=clock.now())
+        await until(lambda: _is(outbox, "delivered"))
+        tasks.cancel_scope.cancel()
+    [delivery] = (await outbox.read("msg_1")).deliveries
+    assert delivery.attempts == 4
+    assert len(delivery.history) == 4

@@ -195,13 +195,18 @@ async def test_no_answer_and_a_slow_answer_are_retried(setup, store, monkeypatch
     monkeypatch.setattr(
         "actionlinks.webhooks.sender.ATTEMPT_LIMIT", timedelta(milliseconds=50)
     )
-    answers.answers += [httpx.ConnectError("refused"), slow]
+    answers.answers += [httpx.ConnectError("refused"), slow, httpx.ReadTimeout("t")]
     delivery = await first_delivery(hub, store)
     refused = await deliverer(delivery)
-    assert (refused.outcome, refused.attempt.error) == ("retry", "did not answer")
+    assert (refused.outcome, refused.attempt.error) == (
+        "retry",
+        "could not be reached: refused",
+    )
     slowed = await deliverer(delivery)
     assert slowed.outcome == "retry"
     assert slowed.attempt.error == "did not answer within 0 s"
+    timed_out = await deliverer(delivery)
+    assert timed_out.attempt.error == "did not answer in time"
 
 
 async def test_410_disables_a_registered_endpoint_and_fails_its_backlog(setup, store):

@@ -8,7 +8,7 @@ from datetime import timedelta
 import pytest
 
 from actionlinks.errors import ConflictError, InvalidArgumentError, NotFoundError
-from actionlinks.outbox import RetryPolicy
+from actionlinks.outbox import Attempt, RetryPolicy
 from actionlinks.stores import MemoryStore
 from actionlinks.webhooks.delivery import WebhookDeliverer, endpoint_of
 from actionlinks.webhooks.hub import MAX_ENDPOINTS, WebhookHub
@@ -245,3 +245,32 @@ async def test_disabled_endpoints_do_not_count_against_the_limit(hub, monkeypatc
     await hub.add_endpoint(URL)
     with pytest.raises(InvalidArgumentError):
         await hub.add_endpoint(URL)
+
+
+async def test_redelivery_goes_to_the_endpoints_that_failed(store, clock, hub):
+    """Without endpoint_id: the failed deliveries only; none failed: all again."""
+    first, _ = await hub.add_endpoint(URL)
+    second, _ = await hub.add_endpoint(URL)
+    sent = await hub.send("a", {})
+    message_id = sent.message.message_id
+    for delivery in await store.outbox.claim(
+        channel="webhook",
+        holder="w",
+        limit=2,
+        per_destination=2,
+        skip=(),
+        lease=timedelta(seconds=20),
+    ):
+        failed = delivery.destination == second.endpoint_id
+        await store.outbox.record(
+            delivery.delivery_id,
+            holder="w",
+            attempt=Attempt(
+                at=clock.now(), latency=timedelta(0), status=500 if failed else 200
+            ),
+            state="failed" if failed else "delivered",
+            next_attempt_at=None,
+        )
+    again = await hub.redeliver(message_id)
+    states = {d.destination: d.state for d in again.deliveries}
+    assert states == {first.endpoint_id: "delivered", second.endpoint_id: "pending"}
