@@ -201,3 +201,16 @@ def test_rotate_takes_an_overlap(home, capsys):
     )
     assert code == 0
     assert "secret: whsec_" in out
+
+
+def test_a_long_list_shows_a_progress_line_on_a_terminal(home, capsys, monkeypatch):
+    """Past one page, a terminal's stderr counts the messages read so far."""
+    for number in range(150):
+        cli(home, capsys, "webhooks", "send", "a", "--id", f"m-{number}")
+    monkeypatch.setattr("sys.stderr.isatty", lambda: True)
+    code, out, err = cli(home, capsys, "webhooks", "messages", "--limit", "150")
+    assert code == 0
+    assert len(out.splitlines()) == 150
+    assert "… 100 messages" in err
+    assert "… 150 messages" in err
+    assert err.endswith("\r\x1b[K")  # the line is wiped when the list is printed
