@@ -126,9 +126,13 @@ class ServiceDispatcher:
         # after a failure keeps it; another form (a different password) is
         # another message. Each use of a multi-use link is its own event.
         submitted = json.dumps(dict(form), sort_keys=True).encode()
+        # Queued, a multi-use link's repeated use (the same form) is the same
+        # message too: a stranger replaying a one-click POST cannot fill the
+        # outbox, and the use it repeats was idempotent anyway.
+        keyed = action.one_time or action.delivery == "queued"
         message_id = (
             endpoint.message_id(LINK_USED, claims.token_id, submitted)
-            if action.one_time
+            if keyed
             else new_message_id()
         )
         data = {

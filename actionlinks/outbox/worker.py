@@ -128,10 +128,10 @@ class OutboxWorker:
         try:
             async with anyio.create_task_group() as tasks:
                 tasks.start_soon(self._renew_forever)
+                tasks.start_soon(self._purge_forever)  # never holds up delivery
                 while True:
                     self._wakeup = anyio.Event()
                     await self._fill(tasks)
-                    await self._purge_when_due()
                     await self._wait()
         finally:
             with anyio.CancelScope(shield=True):
@@ -202,6 +202,11 @@ class OutboxWorker:
                     )
                 except LedgerUnavailableError as exc:
                     _log.warning("claims not renewed: %s", exc)
+
+    async def _purge_forever(self) -> None:
+        while True:
+            await self._purge_when_due()
+            await anyio.sleep(POLL.total_seconds())
 
     async def _purge_when_due(self) -> None:
         """Forget old finished messages: when the worker starts, then hourly."""

@@ -186,18 +186,8 @@ class SqliteOutbox:
         skipped = tuple(skip)
 
         def take(connection: sqlite3.Connection) -> list[Delivery]:
-            rows = connection.execute(
-                f"SELECT {_DELIVERY}, {_MESSAGE} FROM outbox_deliveries d "
-                "JOIN outbox_messages m ON m.seq = d.message_seq "
-                "WHERE d.state = 'pending' AND d.next_us <= ? AND m.channel = ? "
-                "AND (d.lease_until_us IS NULL OR d.lease_until_us <= ?) "
-                f"AND d.destination NOT IN ({_marks(len(skipped))}) "
-                "ORDER BY d.next_us LIMIT ?",  # the index's order: no sort
-                (now_us, channel, now_us, *skipped, limit * 4),
-            ).fetchall()
-            taken: list[Delivery] = []
-            # Every worker's claims count, in every process: the bound is the
-            # service's, not one worker's.
+            # Every worker's claims count, in every process (a dead one's too,
+            # until they lapse): the bound is the service's, not one worker's.
             counts: dict[str, int] = dict(
                 connection.execute(
                     "SELECT destination, count(*) FROM outbox_deliveries WHERE "
@@ -205,6 +195,20 @@ class SqliteOutbox:
                     (now_us,),
                 ).fetchall()
             )
+            # Destinations at their bound are left out of the search itself, so
+            # one endpoint's backlog never fills the window others are read in.
+            full = {d for d, n in counts.items() if n >= per_destination}
+            excluded = tuple({*skipped, *full})
+            rows = connection.execute(
+                f"SELECT {_DELIVERY}, {_MESSAGE} FROM outbox_deliveries d "
+                "JOIN outbox_messages m ON m.seq = d.message_seq "
+                "WHERE d.state = 'pending' AND d.next_us <= ? AND m.channel = ? "
+                "AND (d.lease_until_us IS NULL OR d.lease_until_us <= ?) "
+                f"AND d.destination NOT IN ({_marks(len(excluded))}) "
+                "ORDER BY d.next_us LIMIT ?",  # the index's order: no sort
+                (now_us, channel, now_us, *excluded, limit * 4),
+            ).fetchall()
+            taken: list[Delivery] = []
             for row in rows:
                 if len(taken) == limit:
                     break

@@ -333,7 +333,8 @@ class WebhookHub:
                 event_type, payload, destinations=destinations, message_id=message_id
             )
         if not stored and (
-            found.message.kind != event_type or payload_of(found.message) != payload
+            found.message.kind != event_type
+            or _canonical(payload_of(found.message)) != _canonical(payload)
         ):
             raise ConflictError(
                 "a different message was sent with this id", code="message_exists"
@@ -413,6 +414,11 @@ class WebhookHub:
         )
         self._wake()
         return await self.message(message_id)
+
+
+def _canonical(value: object) -> str:
+    # As JSON text: 1, 1.0 and true are three payloads, though Python's == agrees.
+    return json.dumps(value, sort_keys=True, separators=(",", ":"))
 
 
 def payload_of(message: Message) -> Any:  # noqa: ANN401 - whatever JSON was sent

@@ -96,7 +96,9 @@ class WebhookEndpoint:
         """Check the URL, the secret and the header name."""
         self.url = check_url(url, what="a webhook URL")
         if jwt_header is not None and (
-            not _HEADER_NAME.fullmatch(jwt_header) or jwt_header.lower() in _RESERVED
+            not _HEADER_NAME.fullmatch(jwt_header)
+            or jwt_header.lower() in _RESERVED
+            or jwt_header.lower().startswith(("webhook-", "svix-"))
         ):
             raise ConfigurationError(
                 "jwt_header must be an HTTP header name, not one that HTTP or the "

@@ -164,6 +164,21 @@ class OutboxContract:
         clock.advance(LEASE)
         assert len(await claim(outbox, holder="w2", per_destination=2)) == 2
 
+    async def test_a_full_destinations_backlog_never_hides_another_destination(
+        self, outbox, clock
+    ):
+        """Another process holds ep_a's bound and ep_a has a long backlog: a
+        claim still finds ep_b's delivery behind it."""
+        for number in range(60):
+            await outbox.enqueue(
+                message(clock, f"msg_a{number}"), ["ep_a"], due_at=clock.now()
+            )
+        assert len(await claim(outbox, holder="w1", per_destination=10)) == 10
+        clock.advance(timedelta(seconds=1))
+        await outbox.enqueue(message(clock, "msg_b"), ["ep_b"], due_at=clock.now())
+        taken = await claim(outbox, holder="w2", limit=2, per_destination=10)
+        assert [d.destination for d in taken] == ["ep_b"]
+
     async def test_an_attempt_is_recorded_and_decides_the_state(self, outbox, clock):
         """record keeps the attempt, counts it and schedules the next one."""
         await outbox.enqueue(message(clock), ["ep_a"], due_at=clock.now())

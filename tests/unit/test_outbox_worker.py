@@ -338,3 +338,19 @@ async def test_a_redelivered_dead_letter_gets_the_whole_schedule_again(outbox, c
     [delivery] = (await outbox.read("msg_1")).deliveries
     assert delivery.attempts == 4
     assert len(delivery.history) == 4
+
+
+async def test_a_long_purge_never_holds_up_delivery(outbox, clock):
+    """Purging a large backlog runs beside delivery, not before it."""
+
+    class SlowPurge(Flaky):
+        async def purge(self, *, before):
+            await anyio.sleep(60)
+            return 0
+
+    script = Script(clock, [])
+    await enqueue(outbox, clock)
+    async with anyio.create_task_group() as tasks:
+        tasks.start_soon(worker(SlowPurge(outbox), script, clock).run)
+        await until(lambda: _is(outbox, "delivered"), seconds=5)
+        tasks.cancel_scope.cancel()

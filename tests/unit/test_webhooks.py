@@ -306,6 +306,36 @@ async def test_real_client_refuses_loopback_before_sending(host):
 # --- the service's dispatcher -------------------------------------------------------
 
 
+async def test_queued_uses_of_a_multi_use_link_are_one_message_per_form(issuer):
+    """A replayed one-click POST cannot fill the outbox: the same use queued
+    twice is one message id; another form is another message."""
+    queued = []
+
+    class Queue:
+        async def enqueue(self, event_type, payload, *, destinations, message_id):
+            queued.append((message_id, destinations))
+
+    action = Action(
+        name="unsubscribe",
+        ttl=timedelta(days=90),
+        one_time=False,
+        handler_url=URL,
+        handler_secret=generate_secret(),
+        delivery="queued",
+    )
+    claims = issuer.mint(action.purpose, subject="user:42").claims
+    dispatcher = ServiceDispatcher(clock=SystemClock(), client=_no_client, queue=Queue)
+    for form in ({"List-Unsubscribe": "One-Click"},) * 3 + ({"other": "1"},):
+        assert await dispatcher.use(action, claims, form) is None
+    ids = [message_id for message_id, _ in queued]
+    assert ids[0] == ids[1] == ids[2] != ids[3]
+    assert queued[0][1] == ["action:unsubscribe"]
+
+
+def _no_client():
+    raise AssertionError("a queued use sends nothing at once")
+
+
 async def test_link_used_webhook_verifies_and_keeps_its_id_on_retry(issuer):
     """Issue 6 item 6: a failed use and its retry carry the same webhook-id;
     another submission (the audit's different password) is another message."""
