@@ -240,9 +240,26 @@ class SqliteDatabase:
             LedgerUnavailableError: SQLite failed.
             ServiceClosedError: the database is not open.
         """
-        return await anyio.to_thread.run_sync(
-            lambda: self._read(sql, parameters, limit=None)
-        )
+        if self._reader is None:
+            raise self._closed()
+
+        def read() -> list[Row]:
+            # A connection of its own: the shared reader's mutex would make
+            # every inline read (and so the event loop) wait for this scan.
+            connection = sqlite3.connect(
+                self._path.resolve().as_uri() + "?mode=ro",  # percent-encoded
+                uri=True,
+                timeout=_READ_BUSY_TIMEOUT_MS / 1000,
+            )
+            try:
+                return connection.execute(sql, parameters).fetchall()
+            finally:
+                connection.close()
+
+        try:
+            return await anyio.to_thread.run_sync(read)
+        except sqlite3.Error as exc:
+            raise LedgerUnavailableError(f"the database failed: {exc}") from exc
 
     def _read(
         self, sql: str, parameters: tuple[Any, ...], *, limit: int | None

@@ -80,8 +80,11 @@ def ipv4_literal(host: str) -> str | None:
 
 
 def _ip(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    host = host.strip("[]")
+    if host.endswith(".") and not host.endswith(".."):
+        host = host[:-1]  # "127.0.0.1." resolves as 127.0.0.1
     try:
-        return ipaddress.ip_address(host.strip("[]"))
+        return ipaddress.ip_address(host)
     except ValueError:
         dotted = ipv4_literal(host)
         return None if dotted is None else ipaddress.IPv4Address(dotted)
@@ -89,7 +92,8 @@ def _ip(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
 
 def is_loopback_host(host: str) -> bool:
     """Whether ``host`` names this machine (``localhost``, 127.0.0.0/8, ``::1``)."""
-    if host.lower() in _LOOPBACK_NAMES:
+    name = host.rstrip(".").lower()  # "localhost." is localhost
+    if name in _LOOPBACK_NAMES or name.endswith(".localhost"):  # RFC 6761
         return True
     ip = _ip(host)
     return ip is not None and ip.is_loopback

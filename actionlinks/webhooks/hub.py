@@ -13,7 +13,9 @@ import json
 import re
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit
+
+import anyio
+import httpx
 
 from actionlinks.errors import (
     ConfigurationError,
@@ -105,6 +107,7 @@ class WebhookHub:
         "_clock",
         "_deliverer",
         "_endpoints",
+        "_lock",
         "_outbox",
         "_policy",
         "_wake",
@@ -129,6 +132,7 @@ class WebhookHub:
         self._policy = policy
         self._allow_private = allow_private
         self._wake = wake
+        self._lock: anyio.Lock | None = None
 
     def __repr__(self) -> str:
         """Name the hub."""
@@ -159,10 +163,11 @@ class WebhookHub:
         except ConfigurationError as exc:
             field = "jwt_header" if "jwt_header" in str(exc) else "url"
             raise InvalidArgumentError(str(exc), field=field) from exc
-        if not self._allow_private and is_private_literal(urlsplit(url).hostname or ""):
+        # The host as it will be sent (IDNA dots folded, no brackets).
+        if not self._allow_private and is_private_literal(httpx.URL(url).host):
             raise InvalidArgumentError(
-                "the URL is not a public address; set "
-                "ACTIONLINKS_WEBHOOK_ALLOW_PRIVATE=1 to allow it",
+                "the URL is not a public address; set webhook_allow_private = "
+                "true (or ACTIONLINKS_WEBHOOK_ALLOW_PRIVATE=1) to allow it",
                 field="url",
             )
         types = None
@@ -178,14 +183,6 @@ class WebhookHub:
                     check_event_type(t, field="event_types") for t in event_types
                 )
             )
-        known = await self._endpoints.all()
-        enabled = sum(1 for e in known if e.is_enabled)
-        if enabled >= MAX_ENDPOINTS or len(known) >= MAX_KEPT_ENDPOINTS:
-            raise InvalidArgumentError(
-                f"a service keeps at most {MAX_ENDPOINTS} enabled endpoints "
-                f"({MAX_KEPT_ENDPOINTS} in all)",
-                field="url",
-            )
         record = EndpointRecord(
             endpoint_id=new_endpoint_id(),
             url=url,
@@ -194,8 +191,25 @@ class WebhookHub:
             secrets=(EndpointSecret(secret),),
             created_at=self._clock.now(),
         )
-        await self._endpoints.add(record)
+        async with self._counting():  # counted and added at once, here
+            await self._check_room(adding=True)
+            await self._endpoints.add(record)
         return record, secret
+
+    def _counting(self) -> anyio.Lock:
+        if self._lock is None:  # made in the event loop
+            self._lock = anyio.Lock()
+        return self._lock
+
+    async def _check_room(self, *, adding: bool) -> None:
+        known = await self._endpoints.all()
+        enabled = sum(1 for e in known if e.is_enabled)
+        if enabled >= MAX_ENDPOINTS or (adding and len(known) >= MAX_KEPT_ENDPOINTS):
+            raise InvalidArgumentError(
+                f"a service keeps at most {MAX_ENDPOINTS} enabled endpoints "
+                f"({MAX_KEPT_ENDPOINTS} in all)",
+                field="url",
+            )
 
     async def endpoints(self) -> list[EndpointRecord]:
         """Every registered endpoint, oldest first."""
@@ -252,9 +266,13 @@ class WebhookHub:
 
         Raises:
             NotFoundError: no such endpoint.
+            InvalidArgumentError: as many endpoints as allowed are enabled.
         """
-        await self.endpoint(endpoint_id)
-        found = await self._endpoints.update(endpoint_id, lambda r: r.enabled())
+        if (await self.endpoint(endpoint_id)).is_enabled:
+            return await self.endpoint(endpoint_id)
+        async with self._counting():
+            await self._check_room(adding=False)
+            found = await self._endpoints.update(endpoint_id, lambda r: r.enabled())
         if found is None:
             raise NotFoundError("no endpoint with this id", what="endpoint")
         return found

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from datetime import timedelta
 
+import anyio
 import pytest
 
 from actionlinks.errors import ConflictError, InvalidArgumentError, NotFoundError
@@ -76,6 +77,11 @@ async def test_a_registered_endpoint_gets_a_fresh_secret_shown_once(hub):
         ("https://0/in", "url"),
         ("https://ｌｏｃａｌｈｏｓｔ/in", "url"),  # noqa: RUF001 - fullwidth, on purpose
         ("https://0177.0.0.1/in", "url"),
+        ("https://127.0.0.1./in", "url"),  # a trailing dot
+        ("https://localhost./in", "url"),
+        ("https://foo.localhost/in", "url"),  # RFC 6761: all of .localhost
+        ("https://127\u30020\u30020\u30021/in", "url"),  # ideographic full stops
+        ("https://0x7f.1./in", "url"),
         ("https://ex\udc80.com/in", "url"),  # a lone surrogate
     ],
 )
@@ -277,3 +283,25 @@ async def test_redelivery_goes_to_the_endpoints_that_failed(store, clock, hub):
     again = await hub.redeliver(message_id)
     states = {d.destination: d.state for d in again.deliveries}
     assert states == {first.endpoint_id: "delivered", second.endpoint_id: "pending"}
+
+
+async def test_enabling_and_concurrent_adds_respect_the_limit(hub, monkeypatch):
+    """Enabling past the limit is refused; adds at once never pass it."""
+    monkeypatch.setattr("actionlinks.webhooks.hub.MAX_ENDPOINTS", 3)
+    first, _ = await hub.add_endpoint(URL)
+    await hub.disable(first.endpoint_id)
+    refused = []
+
+    async def add():
+        try:
+            await hub.add_endpoint(URL)
+        except InvalidArgumentError:
+            refused.append(1)
+
+    async with anyio.create_task_group() as tasks:
+        for _ in range(6):
+            tasks.start_soon(add)
+    assert sum(e.is_enabled for e in await hub.endpoints()) == 3
+    assert len(refused) == 3
+    with pytest.raises(InvalidArgumentError):
+        await hub.enable(first.endpoint_id)
