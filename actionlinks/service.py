@@ -375,10 +375,8 @@ class Service:
                 # asyncio.run cancels every task at a forced shutdown: done.
 
     def _new_client(self) -> httpx.AsyncClient:
-        transport = (
-            httpx.AsyncHTTPTransport(trust_env=False)
-            if self.settings.webhook_allow_private
-            else PublicOnlyTransport()
+        transport = PublicOnlyTransport(
+            allow_private=self.settings.webhook_allow_private
         )
         return httpx.AsyncClient(
             transport=transport, follow_redirects=False, trust_env=False

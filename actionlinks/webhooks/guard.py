@@ -150,8 +150,10 @@ class DestinationRefusedError(httpcore.ConnectError):
 
 RESOLVE_TIMEOUT = 5.0
 """Seconds a DNS lookup may take (as long as connecting may)."""
-RESOLVER_THREADS = 16
+RESOLVER_THREADS = 64
 """Lookups in flight at once, in threads of their own (not the database's)."""
+SLOW_FOR = 30.0
+"""Seconds a name whose lookup timed out fails at once (its lookup goes on)."""
 
 
 class _Lookup:
@@ -166,6 +168,7 @@ class _Lookup:
 # Per event loop: its events and limiter cannot serve another loop.
 _LOOKUPS: RunVar[dict[tuple[str, int], _Lookup]] = RunVar("actionlinks_lookups")
 _THREADS: RunVar[anyio.CapacityLimiter] = RunVar("actionlinks_resolver_threads")
+_SLOW: RunVar[dict[str, float]] = RunVar("actionlinks_slow_names")
 
 
 async def _resolve(host: str, port: int) -> list[str]:
@@ -184,6 +187,13 @@ async def _resolve(host: str, port: int) -> list[str]:
     except LookupError:
         lookups = {}
         _LOOKUPS.set(lookups)
+    try:
+        slow = _SLOW.get()
+    except LookupError:
+        slow = {}
+        _SLOW.set(slow)
+    if slow.get(host, 0.0) > anyio.current_time():  # hung a moment ago
+        raise httpcore.ConnectError(f"resolving {host[:64]!r} timed out recently")
     key = (host, port)
     lookup = lookups.get(key)
     with anyio.move_on_after(RESOLVE_TIMEOUT):
@@ -201,6 +211,10 @@ async def _resolve(host: str, port: int) -> list[str]:
         if lookup.addresses is not None:
             return lookup.addresses
         raise httpcore.ConnectError(f"cannot resolve {host[:64]!r}") from lookup.error
+    if len(slow) > 10_000:  # bounded: forget the oldest half
+        for name in sorted(slow, key=slow.__getitem__)[:5_000]:
+            del slow[name]
+    slow[host] = anyio.current_time() + SLOW_FOR
     raise httpcore.ConnectError(f"resolving {host[:64]!r} took too long")
 
 
@@ -232,11 +246,19 @@ class PublicOnlyBackend(httpcore.AsyncNetworkBackend):
 
     Args:
         inner: the backend that makes the connections.
+        allow_private: check nothing (``ACTIONLINKS_WEBHOOK_ALLOW_PRIVATE``),
+            but still resolve names with the bounded, shared lookups.
     """
 
-    def __init__(self, inner: httpcore.AsyncNetworkBackend | None = None) -> None:
+    def __init__(
+        self,
+        inner: httpcore.AsyncNetworkBackend | None = None,
+        *,
+        allow_private: bool = False,
+    ) -> None:
         """Wrap ``inner`` (anyio's backend by default)."""
         self._inner = inner or httpcore.AnyIOBackend()
+        self._public_only = not allow_private
 
     async def connect_tcp(
         self,
@@ -253,7 +275,9 @@ class PublicOnlyBackend(httpcore.AsyncNetworkBackend):
             httpcore.ConnectError: no address answered.
         """
         addresses = await _resolve(host, port)
-        if not addresses or not all(is_public_address(a) for a in addresses):
+        if not addresses:
+            raise httpcore.ConnectError(f"{host[:64]!r} has no address")
+        if self._public_only and not all(is_public_address(a) for a in addresses):
             raise DestinationRefusedError("the destination is not a public address")
         failure: Exception | None = None
         for address in addresses:
@@ -265,7 +289,7 @@ class PublicOnlyBackend(httpcore.AsyncNetworkBackend):
                 failure = exc
                 continue
             peer = stream.get_extra_info("server_addr")
-            if not (peer and is_public_address(str(peer[0]))):
+            if self._public_only and not (peer and is_public_address(str(peer[0]))):
                 await stream.aclose()
                 raise DestinationRefusedError("connected to a non-public address")
             return stream
@@ -299,7 +323,9 @@ class PublicOnlyTransport(httpx.AsyncHTTPTransport):
     destination is refused at connect time).
     """
 
-    def __init__(self, *, max_connections: int = 100) -> None:
+    def __init__(
+        self, *, max_connections: int = 100, allow_private: bool = False
+    ) -> None:
         """Build the pool; no proxies (they would be what is checked)."""
         super().__init__(trust_env=False)
         self._pool = httpcore.AsyncConnectionPool(
@@ -307,7 +333,7 @@ class PublicOnlyTransport(httpx.AsyncHTTPTransport):
             max_connections=max_connections,
             max_keepalive_connections=20,
             keepalive_expiry=5.0,
-            network_backend=PublicOnlyBackend(),
+            network_backend=PublicOnlyBackend(allow_private=allow_private),
         )
 
 

@@ -472,6 +472,13 @@ async def test_a_dns_server_that_never_answers_holds_one_thread_for_a_while(
                 tasks.start_soon(connect)
     assert len(failures) == 20
     assert calls == ["slow.example.test"]
+    # For a while the name fails at once: no thread, no wait, no new lookup.
+    with anyio.fail_after(0.05), pytest.raises(httpcore.ConnectError) as again:
+        await PublicOnlyBackend(_FakeBackend(peer=None)).connect_tcp(
+            "slow.example.test", 443
+        )
+    assert "timed out recently" in str(again.value)
+    assert calls == ["slow.example.test"]
 
 
 @pytest.mark.parametrize(
@@ -499,3 +506,16 @@ async def test_an_address_literal_needs_no_lookup(monkeypatch):
     backend = _FakeBackend(peer=("8.8.8.8", 443))
     await PublicOnlyBackend(backend).connect_tcp("8.8.8.8", 443)
     assert backend.hosts == ["8.8.8.8"]
+
+
+async def test_allowing_private_destinations_checks_nothing_but_resolves_the_same(
+    monkeypatch,
+):
+    """ACTIONLINKS_WEBHOOK_ALLOW_PRIVATE connects to 127.0.0.1, through the
+    same bounded lookups."""
+    _resolve_to(monkeypatch, "127.0.0.1")
+    inner = _FakeBackend(peer=("127.0.0.1", 8080))
+    await PublicOnlyBackend(inner, allow_private=True).connect_tcp("app.test", 8080)
+    assert inner.hosts == ["127.0.0.1"]
+    with pytest.raises(DestinationRefusedError):
+        await PublicOnlyBackend(_FakeBackend(peer=None)).connect_tcp("app.test", 8080)
