@@ -1,9 +1,10 @@
 """The outbox worker: claims due deliveries, attempts them, records each attempt.
 
 One worker per channel runs in each open service. It claims what is due (at
-most ``concurrency`` at once, at most ``per_destination`` to one
-destination), renews its leases while the attempts run, records every attempt
-with what came of it, and schedules the next one from the
+most ``concurrency`` at once; at most ``per_destination`` claims live for one
+destination, counted across every worker in every process), renews its
+leases while the attempts run, records every attempt with what came of it,
+and schedules the next one from the
 :class:`~actionlinks.outbox.schedule.RetryPolicy`. It wakes when this process
 accepts a message, when an attempt ends, when the next one is due, and every
 ``POLL`` (messages accepted by another process). Stopped, it gives its
@@ -162,18 +163,14 @@ class OutboxWorker:
             except LedgerUnavailableError as exc:
                 _log.warning("the outbox could not be read: %s", exc)
                 return
-            surplus = []
+            # The claim kept every destination within its bound, counting the
+            # claims of every worker (this one's included).
             for delivery in claimed:
                 destination = delivery.destination
-                if self._in_flight.get(destination, 0) >= self._per_destination:
-                    surplus.append(delivery.delivery_id)
-                    continue
                 self._in_flight[destination] = self._in_flight.get(destination, 0) + 1
                 self._held[delivery.delivery_id] = destination
                 tasks.start_soon(self._deliver, delivery)
-            if surplus:
-                await self._release(surplus)
-            if len(claimed) - len(surplus) < free:
+            if len(claimed) < free:
                 return
 
     async def _wait(self) -> None:
