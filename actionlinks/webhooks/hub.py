@@ -268,8 +268,9 @@ class WebhookHub:
             NotFoundError: no such endpoint.
             InvalidArgumentError: as many endpoints as allowed are enabled.
         """
-        if (await self.endpoint(endpoint_id)).is_enabled:
-            return await self.endpoint(endpoint_id)
+        current = await self.endpoint(endpoint_id)
+        if current.is_enabled:
+            return current
         async with self._counting():
             await self._check_room(adding=False)
             found = await self._endpoints.update(endpoint_id, lambda r: r.enabled())
