@@ -37,6 +37,7 @@ from starlette.responses import (
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
+from actionlinks.assets import templates_dir
 from actionlinks.clock import format_instant
 from actionlinks.errors import (
     ActionLinksError,
@@ -57,7 +58,7 @@ from actionlinks.web.api_webhooks import WebhookRoutes
 from actionlinks.web.forms import read_form
 from actionlinks.web.metrics import Metrics, TimingMiddleware
 from actionlinks.web.openapi import openapi_document
-from actionlinks.web.pages import PageRenderer, check_form, templates_dir, text_for
+from actionlinks.web.pages import PageRenderer, check_form, text_for
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Mapping

@@ -8,24 +8,17 @@ Templates live in ``templates/pages/`` (inside the wheel as
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import jinja2
 
+from actionlinks.assets import templates_dir
+
 if TYPE_CHECKING:
     from collections.abc import Mapping
+    from pathlib import Path
 
 MIN_PASSWORD_LENGTH = 8
-
-
-def templates_dir() -> Path:
-    """The templates folder: inside the installed package, else the checkout's."""
-    package = Path(__file__).resolve().parents[1]
-    packaged = package / "templates"
-    if packaged.is_dir():
-        return packaged
-    return package.parent / "templates"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -1,0 +1,129 @@
+"""The mail of each action: templates, overrides, one message with two parts."""
+
+from __future__ import annotations
+
+import email
+import email.policy
+from datetime import UTC, datetime
+
+import pytest
+
+from actionlinks.actions import DEFAULT_ACTIONS
+from actionlinks.errors import ConfigurationError, InvalidArgumentError
+from actionlinks.mail import MailTemplates, check_address, compose
+
+URL = "https://links.example.test/a/eyJhbGciOiJIUzI1NiJ9.e30.sig?x=1&y=2"
+WHEN = datetime(2026, 12, 2, 9, 30, tzinfo=UTC)
+
+
+def context(**extra):
+    return {"url": URL, "expires_at": "2026-12-02 10:00 UTC", "action": "x", **extra}
+
+
+@pytest.mark.parametrize("action", [a.name for a in DEFAULT_ACTIONS])
+def test_every_built_in_action_has_its_own_mail_with_the_link_alone_on_a_line(
+    action,
+):
+    """Subject, text and HTML for each built-in; the text part's link is its
+    own line, byte for byte; the HTML part links to it, escaped."""
+    mail = MailTemplates().render(action, context(action=action))
+    assert mail.subject
+    assert "\n" not in mail.subject
+    assert URL in mail.text.splitlines()
+    assert 'href="' + URL.replace("&", "&amp;") + '"' in mail.html
+    assert mail.subject != MailTemplates().render("custom-action", context()).subject
+
+
+def test_an_action_without_templates_gets_the_default_mail():
+    """A declared action with no templates of its own still has a mail."""
+    mail = MailTemplates().render("team-join", context(action="team-join"))
+    assert mail.subject == "Your link for team-join"
+    assert URL in mail.text.splitlines()
+
+
+def test_html_is_escaped_and_subjects_stay_one_line(tmp_path):
+    """Data cannot inject markup into the HTML part or a header into the subject."""
+    folder = tmp_path / "email" / "invite"
+    folder.mkdir(parents=True)
+    (folder / "subject.txt").write_text("Join {{ team }}\n")
+    (folder / "body.html").write_text("<p>{{ team }}</p>")
+    hostile = "<script>x</script>\r\nBcc: victim@example.com"
+    mail = MailTemplates(tmp_path).render("invite", context(team=hostile))
+    assert "<script>" not in mail.html
+    assert "&lt;script&gt;" in mail.html
+    assert "\r" not in mail.subject
+    assert "\n" not in mail.subject
+    # The override replaced subject and HTML; the packaged text part remains.
+    assert mail.subject.startswith("Join <script>")
+    assert "invited" in mail.text
+
+
+def test_a_broken_override_is_a_configuration_error(tmp_path):
+    """A template that does not render names the action, never a traceback."""
+    folder = tmp_path / "email" / "invite"
+    folder.mkdir(parents=True)
+    (folder / "subject.txt").write_text("{{ missing_variable }}")
+    with pytest.raises(ConfigurationError, match="invite"):
+        MailTemplates(tmp_path).render("invite", context())
+
+
+def test_a_composed_mail_parses_with_both_parts_and_every_header():
+    """multipart/alternative, text then HTML; From, To, Reply-To, Subject, Date
+    and a Message-ID in the sender's domain; extra headers as given."""
+    mail = MailTemplates().render("password-reset", context(action="password-reset"))
+    message = compose(
+        mail,
+        sender="links@example.com",
+        to="ada@example.org",
+        now=WHEN,
+        reply_to="help@example.com",
+        headers={"List-Id": "<news.example.com>"},
+    )
+    parsed = email.message_from_bytes(message.as_bytes(), policy=email.policy.default)
+    assert parsed.get_content_type() == "multipart/alternative"
+    text, html = parsed.iter_parts()
+    assert (text.get_content_type(), html.get_content_type()) == (
+        "text/plain",
+        "text/html",
+    )
+    assert URL in text.get_content().splitlines()
+    assert parsed["From"] == "links@example.com"
+    assert parsed["To"] == "ada@example.org"
+    assert parsed["Reply-To"] == "help@example.com"
+    assert parsed["Subject"] == "Reset your password"
+    assert parsed["Date"] == "Wed, 02 Dec 2026 09:30:00 +0000"
+    assert parsed["Message-ID"].endswith("@example.com>")
+    assert parsed["List-Id"] == "<news.example.com>"
+
+
+@pytest.mark.parametrize(
+    "address",
+    [
+        "",
+        "ada",
+        "ada@",
+        "@example.com",
+        "ada@example",
+        "Ada <ada@example.com>",
+        "ada@example.com, eve@example.com",
+        "ada@example.com\r\nBcc: eve@example.com",
+        "ada@exa mple.com",
+        "a" * 250 + "@example.com",
+        7,
+    ],
+)
+def test_anything_but_one_plain_address_is_refused(address):
+    """One local@domain, no display names, lists or line breaks."""
+    with pytest.raises(InvalidArgumentError) as caught:
+        check_address(address)
+    assert caught.value.field == "to"
+
+
+def test_plain_addresses_are_accepted():
+    """Ordinary and local addresses pass unchanged."""
+    for address in (
+        "ada@example.org",
+        "ada+links@mail.example.co.uk",
+        "root@localhost",
+    ):
+        assert check_address(address) == address
