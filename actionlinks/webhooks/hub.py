@@ -21,6 +21,7 @@ from actionlinks.errors import (
     ConfigurationError,
     ConflictError,
     InvalidArgumentError,
+    LedgerUnavailableError,
     NotFoundError,
 )
 from actionlinks.outbox.model import Message
@@ -221,14 +222,8 @@ class WebhookHub:
         Raises:
             NotFoundError: no such endpoint.
         """
-        found = (
-            await self._endpoints.get(endpoint_id)
-            if ENDPOINT_ID.fullmatch(endpoint_id)
-            else None
-        )
-        if found is None:
-            raise NotFoundError("no endpoint with this id", what="endpoint")
-        return found
+        _check_endpoint_id(endpoint_id)
+        return _found(await self._endpoints.get(endpoint_id))
 
     async def rotate(
         self, endpoint_id: str, *, overlap: timedelta = ROTATION_OVERLAP
@@ -238,16 +233,14 @@ class WebhookHub:
         Raises:
             NotFoundError: no such endpoint.
         """
-        await self.endpoint(endpoint_id)  # a well-formed, known id
+        _check_endpoint_id(endpoint_id)
         secret = generate_secret()
         now = self._clock.now()
         found = await self._endpoints.update(
             endpoint_id,
             lambda record: record.rotated(secret, now=now, overlap_until=now + overlap),
         )
-        if found is None:
-            raise NotFoundError("no endpoint with this id", what="endpoint")
-        return found, secret
+        return _found(found), secret
 
     async def disable(self, endpoint_id: str) -> EndpointRecord:
         """Disable the endpoint; what was pending for it fails.
@@ -255,11 +248,8 @@ class WebhookHub:
         Raises:
             NotFoundError: no such endpoint.
         """
-        await self.endpoint(endpoint_id)
-        found = await self._deliverer.disable(endpoint_id, reason="deleted")
-        if found is None:
-            raise NotFoundError("no endpoint with this id", what="endpoint")
-        return found
+        _check_endpoint_id(endpoint_id)
+        return _found(await self._deliverer.disable(endpoint_id, reason="deleted"))
 
     async def enable(self, endpoint_id: str) -> EndpointRecord:
         """Enable a disabled endpoint again (new messages only).
@@ -274,9 +264,7 @@ class WebhookHub:
         async with self._counting():
             await self._check_room(adding=False)
             found = await self._endpoints.update(endpoint_id, lambda r: r.enabled())
-        if found is None:
-            raise NotFoundError("no endpoint with this id", what="endpoint")
-        return found
+        return _found(found)
 
     # --- messages ---------------------------------------------------------------
 
@@ -347,10 +335,8 @@ class WebhookHub:
             message, destinations, due_at=now + self._policy.first
         )
         found = await self._outbox.read(message_id)
-        if found is None:  # purged between the two: store it again
-            return await self.enqueue(
-                event_type, payload, destinations=destinations, message_id=message_id
-            )
+        if found is None:  # only a store that lost what it just took
+            raise LedgerUnavailableError("the message was not kept; send it again")
         if not stored and (
             found.message.kind != event_type
             or _canonical(payload_of(found.message)) != _canonical(payload)
@@ -438,6 +424,17 @@ class WebhookHub:
 def _canonical(value: object) -> str:
     # As JSON text: 1, 1.0 and true are three payloads, though Python's == agrees.
     return json.dumps(value, sort_keys=True, separators=(",", ":"))
+
+
+def _check_endpoint_id(endpoint_id: str) -> None:
+    if not ENDPOINT_ID.fullmatch(endpoint_id):  # never sent to the store
+        raise NotFoundError("no endpoint with this id", what="endpoint")
+
+
+def _found(record: EndpointRecord | None) -> EndpointRecord:
+    if record is None:
+        raise NotFoundError("no endpoint with this id", what="endpoint")
+    return record
 
 
 def payload_of(message: Message) -> Any:  # noqa: ANN401 - whatever JSON was sent
