@@ -24,6 +24,8 @@ if TYPE_CHECKING:
 SCOPES = (
     "links:read",
     "links:write",
+    "mail:read",
+    "mail:send",
     "metrics:read",
     "webhooks:read",
     "webhooks:write",

@@ -14,7 +14,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import TYPE_CHECKING, Literal, Protocol
+from typing import TYPE_CHECKING, Literal, Protocol, runtime_checkable
 from urllib.parse import urlsplit
 
 from actionlinks.errors import ConfigurationError
@@ -71,6 +71,9 @@ class Action:
             use) or ``"queued"`` (the person is told success once the
             ``link.used`` event is stored; the outbox delivers it with
             retries). Added in 0.2.
+        list_mail: whether its mail belongs to a list (a newsletter, the
+            unsubscribe mail): such mail carries RFC 8058 ``List-Unsubscribe``,
+            ``List-Unsubscribe-Post`` and ``List-Id``; transactional mail never.
 
     Raises:
         ConfigurationError: an invalid name or lifetime, a one-click one-time
@@ -91,6 +94,7 @@ class Action:
     renew: Renewer | None = field(default=None, compare=False)
     one_click: bool = False
     delivery: Delivery = "wait"
+    list_mail: bool = False
     purpose: Purpose = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -143,6 +147,7 @@ DEFAULT_ACTIONS: tuple[Action, ...] = (
         max_ttl=timedelta(days=365),
         one_time=False,
         one_click=True,
+        list_mail=True,
     ),
 )
 """The built-in actions; declarations of the same name replace them."""
@@ -168,6 +173,22 @@ class Redemption:
 
     claims: ActionClaims
     result: object
+
+
+@runtime_checkable
+class SelectiveRenewer(Protocol):
+    """A renewer that can deliver a new link for some expired links only.
+
+    The mail renewal knows where to send only links the service mailed.
+    """
+
+    async def __call__(self, link: Link) -> None:
+        """Deliver ``link``, which replaces ``link.replaces``."""
+        ...
+
+    async def renews(self, token_id: str) -> bool:
+        """Whether a new link can be delivered in place of link ``token_id``."""
+        ...
 
 
 class Dispatcher(Protocol):

@@ -18,7 +18,7 @@ from dataclasses import replace
 from typing import TYPE_CHECKING, Any, NoReturn
 from urllib.parse import urlsplit
 
-from actionlinks import cli_webhooks
+from actionlinks import cli_mail, cli_webhooks
 from actionlinks.access import SCOPES
 from actionlinks.actions import token_from
 from actionlinks.clock import SystemClock, format_instant
@@ -120,6 +120,7 @@ def _parser() -> argparse.ArgumentParser:
     retire.add_argument("kid", metavar="KID")
     key_commands.add_parser("jwks", help="print the public JWK Set")
     cli_webhooks.add_parser(commands, _json_object, _duration)
+    cli_mail.add_parser(commands, _json_object, _duration)
     return parser
 
 
@@ -405,6 +406,8 @@ async def _with_service(settings: Settings, args: argparse.Namespace) -> int:
     async with Service(settings, log_warnings=False, deliver=False) as service:
         if args.command == "webhooks":
             return await cli_webhooks.run_webhooks(service, args)
+        if args.command == "mail":
+            return await cli_mail.run_mail(service, args)
         if args.command == "mint":
             return await _mint(service, args)
         if args.command == "verify":

@@ -18,7 +18,9 @@ from actionlinks.web.api_webhooks import endpoint_json, message_json
 from actionlinks.webhooks.hub import ROTATION_OVERLAP
 
 if TYPE_CHECKING:
-    from actionlinks.outbox.model import MessageRecord
+    from collections.abc import Callable
+
+    from actionlinks.outbox.model import Attempt, MessageRecord
     from actionlinks.service import Service
     from actionlinks.webhooks.endpoints import EndpointRecord
 
@@ -116,12 +118,11 @@ def _endpoint_line(record: EndpointRecord) -> str:
     return f"{record.endpoint_id}  {record.shown_url}  [{types}]{state}"
 
 
-def _message_lines(record: MessageRecord) -> list[str]:
-    message = record.message
-    accepted = format_instant(message.created_at)
-    lines = [
-        f"{message.message_id} {message.kind}: {record.state} (accepted {accepted})"
-    ]
+def delivery_lines(
+    record: MessageRecord, answer: Callable[[Attempt], str]
+) -> list[str]:
+    """Each delivery's state, then each attempt with ``answer(attempt)``."""
+    lines = []
     for delivery in record.deliveries:
         due = (
             f", next attempt {format_instant(delivery.next_attempt_at)}"
@@ -132,13 +133,21 @@ def _message_lines(record: MessageRecord) -> list[str]:
             "1 attempt" if delivery.attempts == 1 else f"{delivery.attempts} attempts"
         )
         lines.append(f"  to {delivery.destination}: {delivery.state}, {count}{due}")
-        for attempt in delivery.history:
-            answer = attempt.error or f"HTTP {attempt.status}"
-            lines.append(
-                f"    {format_instant(attempt.at)}  {answer}  "
-                f"{attempt.latency.total_seconds() * 1000:.0f} ms"
-            )
+        lines.extend(
+            f"    {format_instant(attempt.at)}  {answer(attempt)}  "
+            f"{attempt.latency.total_seconds() * 1000:.0f} ms"
+            for attempt in delivery.history
+        )
     return lines
+
+
+def _message_lines(record: MessageRecord) -> list[str]:
+    message = record.message
+    accepted = format_instant(message.created_at)
+    return [
+        f"{message.message_id} {message.kind}: {record.state} (accepted {accepted})",
+        *delivery_lines(record, lambda a: a.error or f"HTTP {a.status}"),
+    ]
 
 
 class _Progress:

@@ -28,6 +28,11 @@ class SystemClock:
         return "SystemClock()"
 
 
+def human_instant(instant: datetime) -> str:
+    """``instant`` for people, to the minute, in UTC (``2026-12-02 09:30 UTC``)."""
+    return instant.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
+
+
 def format_instant(instant: datetime) -> str:
     """``instant`` as RFC 3339 in UTC with a ``Z``, as every JSON output shows it."""
     return instant.astimezone(UTC).isoformat().replace("+00:00", "Z")

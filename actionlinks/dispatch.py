@@ -65,9 +65,11 @@ class ServiceDispatcher:
             ``ServiceClosedError`` when the service is closed).
         jwt: makes the JWT header of each delivery.
         queue: returns where queued events are stored.
+        mail: returns what mails a renewed link when the action has no
+            handler URL.
     """
 
-    __slots__ = ("_client", "_clock", "_endpoints", "_jwt", "_queue")
+    __slots__ = ("_client", "_clock", "_endpoints", "_jwt", "_mail", "_queue")
 
     def __init__(
         self,
@@ -76,8 +78,10 @@ class ServiceDispatcher:
         client: Callable[[], httpx.AsyncClient],
         jwt: JwtSigner | None = None,
         queue: Callable[[], Queue] | None = None,
+        mail: Callable[[], Renewer] | None = None,
     ) -> None:
         """Remember how to reach the service's current HTTP client."""
+        self._mail = mail
         self._clock = clock
         self._client = client
         self._jwt = jwt
@@ -157,12 +161,15 @@ class ServiceDispatcher:
         )
 
     def renewer(self, action: Action) -> Renewer | None:
-        """The action's ``renew``, else an announcement to its handler URL."""
+        """The action's ``renew``, else an announcement to its handler URL.
+
+        Without either, a mail to where the expired link was mailed.
+        """
         if action.renew is not None:
             return action.renew
         endpoint = self.endpoint(action)
         if endpoint is None:
-            return None
+            return None if self._mail is None else self._mail()
 
         async def announce(link: Link) -> None:
             await self._sender().send(

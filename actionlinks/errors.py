@@ -28,9 +28,11 @@ evidence as keyword-only attributes instead. Each class has a stable ``code``
     ├── HandlerError              .released: an action's handler failed
     ├── NotFoundError             .what: no endpoint or message with that id (404)
     ├── ConflictError             the request contradicts the state (409)
-    └── WebhookError
-        ├── WebhookDeliveryError  .status_code: a non-2xx answer or no answer
-        └── WebhookVerificationError .reason: an inbound webhook is not authentic
+    ├── WebhookError
+    │   ├── WebhookDeliveryError  .status_code: a non-2xx answer or no answer
+    │   └── WebhookVerificationError .reason: an inbound webhook is not authentic
+    └── MailDeliveryError         .reply_code, .permanent: the SMTP server did not
+                                  take a mail
 """
 
 from __future__ import annotations
@@ -329,3 +331,25 @@ class WebhookVerificationError(WebhookError):
         """Carry the reason code."""
         super().__init__(message)
         self.reason = reason
+
+
+class MailDeliveryError(ActionLinksError):
+    """An SMTP server did not take a mail: a refusal, a timeout or no connection.
+
+    Attributes:
+        reply_code: the server's reply code, or ``None`` without a reply.
+        reply: the server's reply text (never the mail).
+        permanent: a 5xx refusal of this mail (at MAIL, RCPT or DATA): trying
+            again would fail the same way.
+    """
+
+    code = "mail_delivery"
+
+    def __init__(
+        self, message: str, *, reply_code: int | None, reply: str = "", permanent: bool
+    ) -> None:
+        """Carry the server's reply."""
+        super().__init__(message)
+        self.reply_code = reply_code
+        self.reply = reply
+        self.permanent = permanent

@@ -23,6 +23,7 @@ from actionlinks.actions import (
     HandlerDispatcher,
     Link,
     Redemption,
+    SelectiveRenewer,
     validate_base_url,
 )
 from actionlinks.beats import while_beating
@@ -540,6 +541,10 @@ class ActionRegistry:
         renewer = self.renewer(expired.action)
         if renewer is None:
             raise NotRenewableError("the action cannot deliver a new link")
+        if isinstance(renewer, SelectiveRenewer) and not await renewer.renews(
+            expired.token_id
+        ):
+            raise NotRenewableError("nothing can deliver a new link for this one")
         if self._clock.now() >= expired.expired_at + RENEWAL_WINDOW:
             raise NotRenewableError("the link expired too long ago")
         entry = await self._ledger.standing(

@@ -14,7 +14,10 @@ as long as it runs:
   rotated or retired key reaches every worker within seconds, and the outbox
   worker that delivers stored webhook messages with retries;
 - :attr:`Service.webhooks`, the :class:`~actionlinks.webhooks.hub.WebhookHub`
-  that registers endpoints and accepts messages.
+  that registers endpoints and accepts messages;
+- :attr:`Service.mail`, the :class:`~actionlinks.mail.hub.MailHub` that writes
+  each action's mail and stores it, and the outbox worker that sends it over
+  SMTP (a few connections, reused, closed with the service).
 
 ``create_app(service)`` only routes requests to it, mounted or standalone. The
 service may be opened by several apps at once (it counts) and opened again
@@ -46,6 +49,13 @@ from actionlinks.errors import (
     ServiceClosedError,
 )
 from actionlinks.keyfile import KeyFile
+from actionlinks.mail.delivery import CHANNEL as MAIL_CHANNEL
+from actionlinks.mail.delivery import MailDeliverer
+from actionlinks.mail.dkim import DkimSigner
+from actionlinks.mail.hub import MailHub
+from actionlinks.mail.message import parse_mailbox
+from actionlinks.mail.smtp import CONNECTIONS, Mailer, SmtpServer
+from actionlinks.mail.templates import MailTemplates
 from actionlinks.outbox import OutboxWorker, RetryPolicy
 from actionlinks.registry import ActionRegistry
 from actionlinks.stores import store_from_url
@@ -95,7 +105,8 @@ class Service:
         KeyFileError: the keys file is missing or unsafe.
         ConfigurationError: an unsupported database URL or an invalid action
             (a handler URL without a valid secret, plain http to another
-            machine, a redirect to an origin that is not allowed).
+            machine, a redirect to an origin that is not allowed), a mail
+            template that does not render, an unreadable DKIM key.
     """
 
     def __init__(  # noqa: PLR0913 - keyword-only collaborators
@@ -127,6 +138,7 @@ class Service:
             client=self._client,
             jwt=self.sign_webhook_jwt,
             queue=lambda: self.webhooks,
+            mail=lambda: self.mail.renewal,
         )
         self.registry = ActionRegistry(
             self.issuer,
@@ -165,6 +177,32 @@ class Service:
             policy=policy,
             allow_private=settings.webhook_allow_private,
             wake=self._worker.wake,
+        )
+        self._mailer = Mailer(SmtpServer.from_settings(settings))
+        mail_policy = RetryPolicy(settings.mail_retry_schedule)
+        self._mail_worker = OutboxWorker(
+            self.store.outbox,
+            MailDeliverer(
+                mailer=self._mailer,
+                sender=parse_mailbox(settings.smtp_from)[1],
+                clock=self.clock,
+            ),
+            channel=MAIL_CHANNEL,
+            clock=self.clock,
+            policy=mail_policy,
+            concurrency=2 * CONNECTIONS,
+            per_destination=CONNECTIONS,
+        )
+        self.mail = MailHub(
+            registry=self.registry,
+            outbox=self.store.outbox,
+            templates=MailTemplates(settings.home / "templates"),
+            sender=settings.smtp_from,
+            reply_to=settings.mail_reply_to,
+            clock=self.clock,
+            policy=mail_policy,
+            dkim=_dkim_signer(settings),
+            wake=self._mail_worker.wake,
         )
         self._given_client = http_client
         self._http: httpx.AsyncClient | None = None
@@ -240,6 +278,7 @@ class Service:
             ConfigurationError: an invalid handler URL or secret, or a redirect
                 to an origin that is not allowed.
         """
+        self.mail.check()
         base = urlsplit(self.registry.base_url)
         allowed = {f"{base.scheme}://{base.netloc}", *self.settings.redirect_origins}
         idle = []
@@ -335,6 +374,7 @@ class Service:
             self._http = self._given_client or await stack.enter_async_context(
                 self._new_client()
             )
+            stack.push_async_callback(self._mailer.aclose)  # after the workers
             stopping = anyio.Event()
             # The background work gets a task of its own, kept and awaited on
             # close: whichever task closes the service last (two apps may share
@@ -353,6 +393,7 @@ class Service:
             tasks.start_soon(self._watch_keys)
             if self._deliver:
                 tasks.start_soon(self._worker.run)
+                tasks.start_soon(self._mail_worker.run)
             if self._reload_on_sighup:
                 if threading.current_thread() is threading.main_thread():
                     tasks.start_soon(self._reload_on_signal)
@@ -445,3 +486,12 @@ class Service:
             return False
         _log.info("keys reloaded from %s: %d keys", self._keyfile.path, len(ring))
         return True
+
+
+def _dkim_signer(settings: Settings) -> DkimSigner | None:
+    key = settings.dkim_key_path
+    if settings.dkim_selector is None or settings.dkim_domain is None or key is None:
+        return None
+    return DkimSigner(
+        selector=settings.dkim_selector, domain=settings.dkim_domain, key_path=key
+    )

@@ -22,10 +22,11 @@ from typing import TYPE_CHECKING, Any, Literal, TypeAlias
 from urllib.parse import urlsplit
 
 from actionlinks.actions import DEFAULT_ACTIONS, Action, Delivery, validate_base_url
-from actionlinks.errors import ConfigurationError
+from actionlinks.errors import ConfigurationError, InvalidArgumentError
+from actionlinks.mail.message import parse_mailbox
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping
+    from collections.abc import Callable, Mapping
 
 SmtpTls: TypeAlias = Literal["none", "starttls", "tls"]
 
@@ -47,6 +48,7 @@ _ACTION_FIELDS = frozenset(
         "max_ttl",
         "one_time",
         "revokes_previous",
+        "list_mail",
         "handler_url",
         "handler_secret",
         "redirect",
@@ -126,6 +128,10 @@ class Settings:
     smtp_password: Secret | None = None
     smtp_tls: SmtpTls = "none"
     smtp_from: str = "actionlinks@localhost"
+    mail_reply_to: str | None = None
+    dkim_selector: str | None = None
+    dkim_domain: str | None = None
+    dkim_private_key: Path | None = None
     webhook_allow_private: bool = False
     redirect_origins: tuple[str, ...] = ()
     webhook_retry_schedule: tuple[timedelta, ...] = tuple(
@@ -156,6 +162,12 @@ class Settings:
                 "ACTIONLINKS_DATABASE_URL must be sqlite:///path, memory:// or "
                 "postgresql://…"
             )
+        dkim = (self.dkim_selector, self.dkim_domain, self.dkim_private_key)
+        if any(v is not None for v in dkim) and any(v is None for v in dkim):
+            raise ConfigurationError(
+                "DKIM signing needs all of ACTIONLINKS_DKIM_SELECTOR, "
+                "ACTIONLINKS_DKIM_DOMAIN and ACTIONLINKS_DKIM_PRIVATE_KEY"
+            )
         if self.ledger_url is not None:
             raise ConfigurationError(
                 "ACTIONLINKS_LEDGER_URL is not supported by this version; "
@@ -166,6 +178,13 @@ class Settings:
     def config_path(self) -> Path:
         """The configuration file."""
         return self.home / CONFIG_FILE
+
+    @property
+    def dkim_key_path(self) -> Path | None:
+        """The DKIM private key (PEM), relative to the home, if DKIM is on."""
+        return (
+            None if self.dkim_private_key is None else self.home / self.dkim_private_key
+        )
 
     @property
     def keys_path(self) -> Path:
@@ -247,32 +266,20 @@ def _read_config(path: Path) -> tuple[dict[str, Any], tuple[str, ...]]:
     return document, warnings
 
 
-def _coerce(values: Mapping[str, Any]) -> dict[str, Any]:  # noqa: C901 - a flat table
+def _coerce(values: Mapping[str, Any]) -> dict[str, Any]:
     result: dict[str, Any] = {}
     for name, value in values.items():
-        if name == "leeway":
-            result[name] = timedelta(seconds=_integer(value, name, 0, 300))
-        elif name == "smtp_port":
-            result[name] = _integer(value, name, 1, 65535)
-        elif name == "smtp_password":
-            result[name] = Secret(_text(value, name))
-        elif name == "smtp_tls":
-            if value not in ("none", "starttls", "tls"):
-                raise ConfigurationError("smtp_tls must be none, starttls or tls")
-            result[name] = value
-        elif name == "webhook_allow_private":
-            result[name] = _flag(value, name)
-        elif name == "redirect_origins":
-            result[name] = tuple(_origin(o) for o in _items(value, name))
-        elif name.endswith("_retry_schedule"):
-            result[name] = _schedule(value, name)
-        elif name == "keys_file":
-            result[name] = Path(_text(value, name))
-        elif name == "base_url":
-            result[name] = validate_base_url(_text(value, name))
-        else:
-            result[name] = _text(value, name)
+        convert = _CONVERTERS.get(name)
+        if convert is None and name.endswith("_retry_schedule"):
+            convert = _schedule
+        result[name] = (convert or _text)(value, name)
     return result
+
+
+def _tls(value: object, name: str) -> SmtpTls:
+    if value == "none" or value == "starttls" or value == "tls":  # noqa: PLR1714 - narrows the type
+        return value
+    raise ConfigurationError(f"{name} must be none, starttls or tls")
 
 
 def _text(value: object, name: str) -> str:
@@ -281,6 +288,17 @@ def _text(value: object, name: str) -> str:
     if _CONTROL.search(value):
         raise ConfigurationError(f"{name} must not contain control characters")
     return value
+
+
+def _mailbox(value: object, name: str) -> str:
+    text = _text(value, name)
+    try:
+        parse_mailbox(text, field=name)
+    except InvalidArgumentError as exc:
+        raise ConfigurationError(
+            f"{name} must be an address, or a name and <address>"
+        ) from exc
+    return text
 
 
 def _integer(value: object, name: str, low: int, high: int) -> int:
@@ -339,6 +357,21 @@ def _schedule(value: object, name: str) -> tuple[timedelta, ...]:
     return tuple(timedelta(seconds=_integer(s, name, 0, limit)) for s in steps)
 
 
+_CONVERTERS: dict[str, Callable[[object, str], object]] = {
+    "leeway": lambda v, n: timedelta(seconds=_integer(v, n, 0, 300)),
+    "smtp_port": lambda v, n: _integer(v, n, 1, 65535),
+    "smtp_password": lambda v, n: Secret(_text(v, n)),
+    "smtp_tls": _tls,
+    "webhook_allow_private": _flag,
+    "redirect_origins": lambda v, n: tuple(_origin(o) for o in _items(v, n)),
+    "keys_file": lambda v, n: Path(_text(v, n)),
+    "dkim_private_key": lambda v, n: Path(_text(v, n)),
+    "smtp_from": _mailbox,
+    "mail_reply_to": _mailbox,
+    "base_url": lambda v, n: validate_base_url(_text(v, n)),
+}
+
+
 def _declared_actions(table: object) -> tuple[Action, ...]:
     if not isinstance(table, dict):
         raise ConfigurationError("[actions] must be a table of tables")
@@ -390,6 +423,9 @@ def _declared_action(name: str, options: object, base: Action | None) -> Action:
             handler_secret=_optional_text(options, "handler_secret", where),
             redirect=_optional_text(options, "redirect", where),
             delivery=_delivery(options, where),
+            list_mail=_option_flag(
+                options, "list_mail", base.list_mail if base else False
+            ),
         )
     except ConfigurationError as exc:
         raise ConfigurationError(f"{where} {exc}") from exc

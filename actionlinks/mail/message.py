@@ -35,6 +35,7 @@ def check_address(value: object, *, field: str = "to") -> str:
     """
     if (
         not isinstance(value, str)
+        or not value.isascii()
         or not 3 <= len(value) <= MAX_ADDRESS
         or any(c.isspace() or ord(c) < 32 or c in '<>,;"()' for c in value)
     ):
@@ -49,6 +50,22 @@ def check_address(value: object, *, field: str = "to") -> str:
     if not address.username or ("." not in domain and domain != "localhost"):
         raise InvalidArgumentError(f"'{field}' must be one e-mail address", field=field)
     return value
+
+
+def parse_mailbox(value: str, *, field: str = "from") -> tuple[str, str]:
+    """The display name and address of ``address`` or ``Name <address>``.
+
+    Raises:
+        InvalidArgumentError: anything else.
+    """
+    name, bracket, rest = value.partition("<")
+    if not bracket:
+        return "", check_address(value.strip(), field=field)
+    address, closing, tail = rest.partition(">")
+    name = name.strip().strip('"').strip()
+    if not closing or tail.strip() or any(c in '"\\<>' or ord(c) < 32 for c in name):
+        raise InvalidArgumentError(f"'{field}' must be one e-mail address", field=field)
+    return name, check_address(address.strip(), field=field)
 
 
 def compose(  # noqa: PLR0913 - a mail's parts, each named
@@ -66,15 +83,16 @@ def compose(  # noqa: PLR0913 - a mail's parts, each named
         InvalidArgumentError: a malformed address.
     """
     check_address(to)
-    check_address(sender, field="from")
+    name, address = parse_mailbox(sender)
     message = EmailMessage()
-    message["From"] = sender
+    message["From"] = Address(display_name=name, addr_spec=address)
     message["To"] = to
     if reply_to is not None:
-        message["Reply-To"] = check_address(reply_to, field="reply_to")
+        reply_name, reply_address = parse_mailbox(reply_to, field="reply_to")
+        message["Reply-To"] = Address(display_name=reply_name, addr_spec=reply_address)
     message["Subject"] = mail.subject
     message["Date"] = format_datetime(now)
-    message["Message-ID"] = make_msgid(domain=sender.rpartition("@")[2])
+    message["Message-ID"] = make_msgid(domain=address.rpartition("@")[2])
     for name, value in (headers or {}).items():
         message[name] = value
     message.set_content(mail.text)

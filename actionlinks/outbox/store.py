@@ -91,9 +91,14 @@ class Outbox(Protocol):
         ...
 
     async def list(
-        self, *, state: MessageState | None, limit: int, before: str | None
+        self,
+        *,
+        channel: str,
+        state: MessageState | None,
+        limit: int,
+        before: str | None,
     ) -> list[MessageRecord]:
-        """Messages newest first (deliveries without attempts), by state.
+        """``channel``'s messages newest first (deliveries without attempts).
 
         ``before`` is the id of the last message of the previous page.
         """

@@ -171,7 +171,12 @@ class MemoryOutbox:
         return MessageRecord(message=message, deliveries=deliveries)
 
     async def list(
-        self, *, state: MessageState | None, limit: int, before: str | None
+        self,
+        *,
+        channel: str,
+        state: MessageState | None,
+        limit: int,
+        before: str | None,
     ) -> list[MessageRecord]:
         """Messages newest first, by state, after the page ending at ``before``."""
         ordered = list(reversed(self._messages))
@@ -180,6 +185,8 @@ class MemoryOutbox:
         records = []
         for message_id in ordered:
             message, ids = self._messages[message_id]
+            if message.channel != channel:
+                continue
             deliveries = tuple(self._shown(i, history=False) for i in ids)
             record = MessageRecord(message=message, deliveries=deliveries)
             if state is None or record.state == state:

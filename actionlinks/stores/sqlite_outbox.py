@@ -302,17 +302,24 @@ class SqliteOutbox:
         return MessageRecord(message=message, deliveries=tuple(deliveries))
 
     async def list(
-        self, *, state: MessageState | None, limit: int, before: str | None
+        self,
+        *,
+        channel: str,
+        state: MessageState | None,
+        limit: int,
+        before: str | None,
     ) -> list[MessageRecord]:
         """Messages newest first, by state, after the page ending at ``before``."""
-        where = [_STATES[state]] if state is not None else []
-        parameters: list[object] = []
+        where = ["m.channel = ?"]
+        parameters: list[object] = [channel]
+        if state is not None:
+            where.append(_STATES[state])
         if before is not None:
             where.append(
                 "m.seq < coalesce((SELECT seq FROM outbox_messages WHERE id = ?), 0)"
             )
             parameters.append(before)
-        clause = f"WHERE {' AND '.join(where)}" if where else ""
+        clause = f"WHERE {' AND '.join(where)}"
         # A rare state may mean reading many rows: in a thread, not the loop.
         rows = await self._database.fetchall_in_thread(
             f"SELECT {_MESSAGE}, m.seq FROM outbox_messages m {clause} "

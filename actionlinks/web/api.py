@@ -252,7 +252,10 @@ class ApiEndpoints:
     def guard(
         self, endpoint: ScopedEndpoint, scope: str
     ) -> Callable[[Request], Awaitable[Response]]:
-        """``endpoint`` behind a Bearer access token with ``scope``."""
+        """``endpoint`` behind a Bearer access token with ``scope``.
+
+        ``scope`` may name several, space-separated: any one of them will do.
+        """
 
         async def guarded(request: Request) -> Response:
             claims = await self._authorize(request, scope)
@@ -279,9 +282,9 @@ class ApiEndpoints:
                 code="invalid_token",
                 headers={"WWW-Authenticate": f'{_REALM}, error="invalid_token"'},
             ) from exc
-        if scope not in claims.scopes:
+        if claims.scopes.isdisjoint(scope.split()):
             raise RequestError(
-                f"this route needs the {scope} scope",
+                f"this route needs the {' or '.join(scope.split())} scope",
                 status=403,
                 code="insufficient_scope",
                 headers={

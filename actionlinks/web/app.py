@@ -22,7 +22,7 @@ import hmac
 import logging
 import os
 from contextlib import asynccontextmanager
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 import itsdangerous
@@ -38,7 +38,7 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from actionlinks.assets import templates_dir
-from actionlinks.clock import format_instant
+from actionlinks.clock import format_instant, human_instant
 from actionlinks.errors import (
     ActionLinksError,
     HandlerError,
@@ -54,6 +54,7 @@ from actionlinks.registry import ExpiredLink
 from actionlinks.service import Service
 from actionlinks.settings import Settings
 from actionlinks.web.api import ApiEndpoints, api_error
+from actionlinks.web.api_mail import MailRoutes
 from actionlinks.web.api_webhooks import WebhookRoutes
 from actionlinks.web.forms import read_form
 from actionlinks.web.metrics import Metrics, TimingMiddleware
@@ -168,10 +169,6 @@ def wants_json(request: Request) -> bool:
     return "application/json" in request.headers.get("accept", "")
 
 
-def _human(instant: datetime) -> str:
-    return instant.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
-
-
 class ClockSigner(itsdangerous.TimestampSigner):
     """itsdangerous' timestamp signer, reading time from the injected clock."""
 
@@ -267,7 +264,7 @@ class LinkSite:
                     "it works again in a few minutes."
                 )
             else:
-                message = f"This link was already used on {_human(exc.used_at)}."
+                message = f"This link was already used on {human_instant(exc.used_at)}."
                 extra["used_at"] = format_instant(exc.used_at)
         renewal = await self._renewal_offer(exc)
         if renewal is not None:
@@ -350,7 +347,7 @@ class LinkSite:
                 "fields": text.fields,
                 "nonce": nonce,
                 "action_url": _path(request, f"/a/{token}"),
-                "expires_at": _human(claims.expires_at),
+                "expires_at": human_instant(claims.expires_at),
                 "problem": problem,
             },
         )
@@ -557,6 +554,7 @@ def create_app(service: Service) -> Starlette:
         Route("/favicon.ico", _no_content, methods=["GET"], name="favicon"),
         *api.routes(),
         *WebhookRoutes(lambda: service.webhooks, guard=api.guard).routes(),
+        *MailRoutes(lambda: service.mail, guard=api.guard).routes(),
         Mount(
             "/static",
             app=StaticFiles(directory=templates_dir() / "static"),

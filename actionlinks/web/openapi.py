@@ -155,6 +155,71 @@ def _webhook_paths(
     }
 
 
+def _mail_paths(
+    errors: Any,  # noqa: ANN401 - the document's error-response builder
+    json_body: Any,  # noqa: ANN401 - the document's request-body builder
+) -> dict[str, Any]:
+    return {
+        "/v1/emails": {
+            "post": _operation(
+                "sendMail",
+                "Mint an action's link and store its mail; 202 once stored (mail:send)",
+                202,
+                "Mail",
+                errors(401, 403, 413, 415, 422, 503),
+                body=json_body("MailRequest"),
+            )
+        },
+        "/v1/emails/{id}": {
+            "get": _operation(
+                "getMail",
+                "A mail's state and every attempt (mail:read or mail:send)",
+                200,
+                "Mail",
+                errors(401, 403, 404, 503),
+                path_id=True,
+            )
+        },
+    }
+
+
+def _mail_schemas() -> dict[str, Any]:
+    text, instant = (
+        {"type": "string"},
+        {"type": ["string", "null"], "format": "date-time"},
+    )
+    return {
+        "MailRequest": {
+            "type": "object",
+            "required": ["action", "to", "sub"],
+            "additionalProperties": False,
+            "properties": {
+                "action": text,
+                "to": {**text, "format": "email"},
+                "sub": {**text, "minLength": 1, "maxLength": 256},
+                "data": {"type": "object"},
+                "ttl": {"oneOf": [{"type": "integer", "minimum": 1}, text]},
+            },
+        },
+        "Mail": {
+            "type": "object",
+            "properties": {
+                "id": text,
+                "action": text,
+                "jti": text,
+                "to": text,
+                "subject": text,
+                "message_id": text,
+                "state": {"enum": ["pending", "delivered", "failed"]},
+                "created_at": instant,
+                "attempts": {"type": "integer"},
+                "next_attempt_at": instant,
+                "history": {"type": "array", "items": {"type": "object"}},
+            },
+        },
+    }
+
+
 def _webhook_schemas() -> dict[str, Any]:
     text, instant = (
         {"type": "string"},
@@ -246,7 +311,7 @@ def openapi_document(base_url: str) -> dict[str, Any]:
             for code, description in (
                 (401, "Missing or invalid access token"),
                 (403, "The access token lacks the scope"),
-                (404, "No such link, endpoint or message"),
+                (404, "No such link, endpoint, message or mail"),
                 (
                     409,
                     "Conflicts with what is stored (a disabled endpoint, a reused id)",
@@ -275,7 +340,7 @@ def openapi_document(base_url: str) -> dict[str, Any]:
             "title": "actionlinks",
             "version": "1",
             "description": "Mint, inspect and revoke signed one-time action links; "
-            "send signed webhooks durably.",
+            "send their mail and signed webhooks durably.",
         },
         "servers": [{"url": base_url}],
         "security": [{"bearer": []}],
@@ -337,6 +402,7 @@ def openapi_document(base_url: str) -> dict[str, Any]:
                 }
             },
             **_webhook_paths(errors, json_body),
+            **_mail_paths(errors, json_body),
         },
         "components": {
             "securitySchemes": {
@@ -350,6 +416,7 @@ def openapi_document(base_url: str) -> dict[str, Any]:
             },
             "schemas": {
                 **_webhook_schemas(),
+                **_mail_schemas(),
                 "Error": _error_schema(),
                 "MintRequest": {
                     "type": "object",

@@ -376,11 +376,16 @@ class WebhookHub:
             InvalidArgumentError: ``before`` is not the id of a message.
         """
         if before is not None and (
-            not MESSAGE_ID.fullmatch(before) or await self._outbox.read(before) is None
+            not MESSAGE_ID.fullmatch(before)
+            or (found := await self._outbox.read(before)) is None
+            or found.message.channel != CHANNEL
         ):
             raise InvalidArgumentError("'before' is not a message's id", field="before")
         return await self._outbox.list(
-            state=state, limit=max(1, min(limit, MAX_LISTED)), before=before
+            channel=CHANNEL,
+            state=state,
+            limit=max(1, min(limit, MAX_LISTED)),
+            before=before,
         )
 
     async def redeliver(

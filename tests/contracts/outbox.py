@@ -17,10 +17,12 @@ LEASE = timedelta(seconds=20)
 SECRET = "whsec_" + "MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
 
 
-def message(clock, message_id="msg_1", kind="user.created", body=b'{"a":1}'):
+def message(
+    clock, message_id="msg_1", kind="user.created", body=b'{"a":1}', channel="webhook"
+):
     return Message(
         message_id=message_id,
-        channel="webhook",
+        channel=channel,
         kind=kind,
         body=body,
         created_at=clock.now(),
@@ -314,15 +316,39 @@ class OutboxContract:
                 state="failed",
                 next_attempt_at=None,
             )
-        page = await outbox.list(state=None, limit=3, before=None)
+        page = await outbox.list(channel="webhook", state=None, limit=3, before=None)
         assert [r.message.message_id for r in page] == ["msg_4", "msg_3", "msg_2"]
-        page = await outbox.list(state=None, limit=3, before="msg_2")
+        page = await outbox.list(channel="webhook", state=None, limit=3, before="msg_2")
         assert [r.message.message_id for r in page] == ["msg_1", "msg_0"]
-        failed = await outbox.list(state="failed", limit=10, before=None)
+        failed = await outbox.list(
+            channel="webhook", state="failed", limit=10, before=None
+        )
         assert [r.message.message_id for r in failed] == ["msg_1", "msg_0"]
-        pending = await outbox.list(state="pending", limit=10, before=None)
+        pending = await outbox.list(
+            channel="webhook", state="pending", limit=10, before=None
+        )
         assert len(pending) == 3
-        assert await outbox.list(state="delivered", limit=10, before=None) == []
+        assert (
+            await outbox.list(
+                channel="webhook", state="delivered", limit=10, before=None
+            )
+            == []
+        )
+
+    async def test_each_channel_lists_and_claims_only_its_own_messages(
+        self, outbox, clock
+    ):
+        """A mail never shows among webhook messages, nor is claimed by them."""
+        await outbox.enqueue(message(clock, "msg_hook"), ["ep_a"], due_at=clock.now())
+        clock.advance(timedelta(seconds=1))
+        mail = message(clock, "em_1", kind="invite", body=b"Subject: x", channel="mail")
+        await outbox.enqueue(mail, ["ada@example.com"], due_at=clock.now())
+        hooks = await outbox.list(channel="webhook", state=None, limit=10, before=None)
+        mails = await outbox.list(channel="mail", state=None, limit=10, before=None)
+        assert [r.message.message_id for r in hooks] == ["msg_hook"]
+        assert [r.message.message_id for r in mails] == ["em_1"]
+        assert [d.message.message_id for d in await claim(outbox)] == ["msg_hook"]
+        assert await outbox.next_due("mail") == mail.created_at
 
     async def test_purge_forgets_old_finished_messages_only(self, outbox, clock):
         """Old messages with nothing pending go; pending ones stay however old."""

@@ -126,7 +126,7 @@ async def test_a_delivery_that_spends_its_schedule_fails_and_is_listed(outbox, c
         await until(lambda: _is(outbox, "failed"))
         tasks.cancel_scope.cancel()
     assert len(script.seen) == 2
-    failed = await outbox.list(state="failed", limit=10, before=None)
+    failed = await outbox.list(channel="webhook", state="failed", limit=10, before=None)
     assert [r.message.message_id for r in failed] == ["msg_1"]
 
 
@@ -193,7 +193,9 @@ async def test_attempts_in_flight_per_destination_are_bounded(outbox, clock):
         )
 
         async def all_delivered():
-            records = await outbox.list(state="delivered", limit=100, before=None)
+            records = await outbox.list(
+                channel="webhook", state="delivered", limit=100, before=None
+            )
             return len(records) == 21
 
         await until(all_delivered)

@@ -1,0 +1,84 @@
+"""``actionlinks mail …``: send an action's mail, see what became of it.
+
+``mail send`` mints the link and stores its mail in the database (the running
+service's worker sends it within a second); ``mail show`` prints its state
+and every attempt. Neither prints the link: it goes to the inbox only.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING, Any
+
+from actionlinks.cli_webhooks import delivery_lines
+from actionlinks.clock import format_instant
+from actionlinks.mail.hub import headers_of
+from actionlinks.web.api_mail import mail_json
+
+if TYPE_CHECKING:
+    import argparse
+
+    from actionlinks.outbox.model import Attempt, MessageRecord
+    from actionlinks.service import Service
+
+
+def add_parser(
+    commands: argparse._SubParsersAction[Any],
+    json_object: Any,  # noqa: ANN401 - the CLI's --data parser
+    duration: Any,  # noqa: ANN401 - the CLI's --ttl parser
+) -> None:
+    """Add ``mail`` and its subcommands to ``commands``."""
+    mail = commands.add_parser("mail", help="send an action's mail, see its attempts")
+    sub = mail.add_subparsers(dest="mail_command", required=True)
+    send = sub.add_parser("send", help="mint a link and send its mail")
+    send.add_argument("action", metavar="ACTION")
+    send.add_argument("--to", required=True, metavar="ADDRESS")
+    send.add_argument("--sub", required=True, metavar="SUBJECT", help="who it is for")
+    send.add_argument(
+        "--ttl", type=duration, help="lifetime, e.g. 15m (default: the action's)"
+    )
+    send.add_argument("--data", type=json_object, help="app data, a JSON object")
+    send.add_argument("--json", action="store_true")
+    show = sub.add_parser("show", help="a mail's state and every attempt")
+    show.add_argument("mail_id", metavar="MAIL_ID")
+    show.add_argument("--json", action="store_true")
+
+
+def _lines(record: MessageRecord) -> list[str]:
+    message = record.message
+    subject = headers_of(message)["subject"]
+    accepted = format_instant(message.created_at)
+    return [
+        (
+            f"{message.message_id} {message.kind} {subject!r}: {record.state} "
+            f"(accepted {accepted})"
+        ),
+        *delivery_lines(record, _answer),
+    ]
+
+
+def _answer(attempt: Attempt) -> str:
+    reply = attempt.response or attempt.error or ""
+    return reply if attempt.status is None else f"{attempt.status} {reply}"
+
+
+async def run_mail(service: Service, args: argparse.Namespace) -> int:
+    """Run one ``mail`` subcommand."""
+    if args.mail_command == "send":
+        record = await service.mail.send(
+            args.action, to=args.to, subject=args.sub, data=args.data, ttl=args.ttl
+        )
+        if args.json:
+            print(json.dumps(mail_json(record, full=False), indent=2, sort_keys=True))
+        else:
+            print(
+                f"{record.message.message_id}: stored for {args.to}; the running "
+                "service sends it ('actionlinks serve')"
+            )
+        return 0
+    record = await service.mail.message(args.mail_id)
+    if args.json:
+        print(json.dumps(mail_json(record), indent=2, sort_keys=True))
+    else:
+        print("\n".join(_lines(record)))
+    return 0

@@ -1,0 +1,312 @@
+"""The mail service's operations: mint a link, write its mail, store it to be sent.
+
+What the HTTP API, the CLI and the renewal page call. A mail is rendered from
+its action's templates, composed, signed (DKIM, when on) and stored in the
+outbox before :meth:`MailHub.send` returns; the outbox worker sends it. Its id
+is ``em_`` and the ``jti`` of the link it carries: one mail per link, found
+again from the link when a person asks for a new one.
+
+Mail of a list (``list_mail``: the unsubscribe mail, a newsletter) carries
+RFC 8058's ``List-Unsubscribe`` (a one-click unsubscribe link),
+``List-Unsubscribe-Post`` and ``List-Id``; transactional mail never does.
+"""
+
+from __future__ import annotations
+
+import email.parser
+import email.policy
+from typing import TYPE_CHECKING, Any
+
+from actionlinks.clock import human_instant
+from actionlinks.errors import (
+    ConfigurationError,
+    InvalidArgumentError,
+    LedgerUnavailableError,
+    NotFoundError,
+    NotRenewableError,
+)
+from actionlinks.mail.delivery import CHANNEL
+from actionlinks.mail.message import check_address, compose, parse_mailbox
+from actionlinks.outbox.model import Message
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Mapping
+    from datetime import timedelta
+
+    from actionlinks.actions import Action, Link
+    from actionlinks.clock import Clock
+    from actionlinks.mail.dkim import DkimSigner
+    from actionlinks.mail.templates import MailTemplates, RenderedMail
+    from actionlinks.outbox.model import MessageRecord
+    from actionlinks.outbox.schedule import RetryPolicy
+    from actionlinks.outbox.store import Outbox
+    from actionlinks.registry import ActionRegistry
+
+MAIL_ID_PREFIX = "em_"
+"""A mail's id is this and its link's ``jti``."""
+UNSUBSCRIBE = "unsubscribe"
+"""The action whose link a list mail's ``List-Unsubscribe`` carries."""
+_SAMPLE_URL = "https://example.invalid/a/sample"
+_HEADERS = email.parser.BytesHeaderParser(policy=email.policy.default)
+
+
+class MailHub:
+    """Writes each action's mail and stores it for the outbox worker.
+
+    Args:
+        registry: mints the links.
+        outbox: where mail waits to be sent.
+        templates: renders each action's mail.
+        sender: the ``From`` (``address`` or ``Name <address>``).
+        reply_to: the ``Reply-To`` (the sender when not given).
+        clock: the source of time.
+        policy: the mail retry schedule (its first wait delays the first try).
+        dkim: signs each mail, when DKIM is on.
+        wake: tells this process's mail worker that a mail is waiting.
+    """
+
+    __slots__ = (
+        "_clock",
+        "_dkim",
+        "_list_domain",
+        "_outbox",
+        "_policy",
+        "_registry",
+        "_reply_to",
+        "_sender",
+        "_templates",
+        "_wake",
+    )
+
+    def __init__(  # noqa: PLR0913 - keyword-only collaborators
+        self,
+        *,
+        registry: ActionRegistry,
+        outbox: Outbox,
+        templates: MailTemplates,
+        sender: str,
+        reply_to: str | None,
+        clock: Clock,
+        policy: RetryPolicy,
+        dkim: DkimSigner | None = None,
+        wake: Callable[[], None] = lambda: None,
+    ) -> None:
+        """Keep the collaborators."""
+        self._registry = registry
+        self._outbox = outbox
+        self._templates = templates
+        self._sender = sender
+        self._reply_to = reply_to or sender
+        self._list_domain = parse_mailbox(sender)[1].rpartition("@")[2]
+        self._clock = clock
+        self._policy = policy
+        self._dkim = dkim
+        self._wake = wake
+
+    def __repr__(self) -> str:
+        """Name the hub."""
+        return f"MailHub(dkim={self._dkim!r})"
+
+    def check(self) -> None:
+        """Render every action's mail once, so a broken template stops start-up.
+
+        Raises:
+            ConfigurationError: a template that does not render, or list mail
+                with no one-click unsubscribe action to put in its headers.
+        """
+        for action in self._registry.actions.values():
+            self._templates.render(action.name, self._context(action, _SAMPLE_URL))
+            if action.list_mail and not action.one_click:
+                unsubscribe = self._registry.actions.get(UNSUBSCRIBE)
+                if unsubscribe is None or not unsubscribe.one_click:
+                    raise ConfigurationError(
+                        f"[actions.{action.name}] list_mail needs the one-click "
+                        f"{UNSUBSCRIBE} action for its List-Unsubscribe header"
+                    )
+
+    async def send(
+        self,
+        action: str,
+        *,
+        to: str,
+        subject: str,
+        data: Mapping[str, Any] | None = None,
+        ttl: timedelta | None = None,
+    ) -> MessageRecord:
+        """Mint a link of ``action`` for ``subject`` and store its mail to ``to``.
+
+        Returns once it is stored: the worker sends it.
+
+        Raises:
+            InvalidArgumentError: a bad address, action, ttl or data (data
+                the action's templates need and do not find).
+            LedgerUnavailableError: the store failed.
+        """
+        check_address(to)
+        declared = self._registry.get(action)
+        # Rendered once before minting: data the templates cannot use must not
+        # cost a link (nor revoke the subject's earlier ones).
+        self._render(declared, _SAMPLE_URL, data)
+        link = await self._registry.mint(action, subject=subject, ttl=ttl, data=data)
+        return await self.send_link(link, to=to)
+
+    async def send_link(self, link: Link, *, to: str) -> MessageRecord:
+        """Store the mail that carries ``link`` to ``to``.
+
+        Raises:
+            InvalidArgumentError: a bad address, or data the templates need.
+            LedgerUnavailableError: the store failed.
+        """
+        check_address(to)
+        action = self._registry.get(link.claims.action)
+        mail = self._render(action, link.url, link.claims.data, link=link)
+        headers = await self._list_headers(action, link)
+        now = self._clock.now()
+        composed = compose(
+            mail,
+            sender=self._sender,
+            to=to,
+            now=now,
+            reply_to=self._reply_to,
+            headers=headers,
+        )
+        body = composed.as_bytes(policy=email.policy.SMTP)
+        if self._dkim is not None:
+            body = self._dkim.sign(body)
+        message_id = MAIL_ID_PREFIX + link.claims.token_id
+        message = Message(
+            message_id=message_id,
+            channel=CHANNEL,
+            kind=action.name,
+            body=body,
+            created_at=now,
+        )
+        stored = await self._outbox.enqueue(
+            message, [to], due_at=now + self._policy.first
+        )
+        found = await self._outbox.read(message_id)
+        if found is None:  # only a store that lost what it just took
+            raise LedgerUnavailableError("the mail was not kept; send it again")
+        if stored:
+            self._wake()
+        return found
+
+    async def message(self, message_id: str) -> MessageRecord:
+        """The mail, its state and every attempt.
+
+        Raises:
+            NotFoundError: no such mail.
+        """
+        found = (
+            await self._outbox.read(message_id)
+            if message_id.startswith(MAIL_ID_PREFIX) and len(message_id) <= 64
+            else None
+        )
+        if found is None or found.message.channel != CHANNEL:
+            raise NotFoundError("no mail with this id", what="mail")
+        return found
+
+    async def recipient(self, token_id: str) -> str | None:
+        """Where the mail of link ``token_id`` went, if the service sent one."""
+        try:
+            found = await self.message(MAIL_ID_PREFIX + token_id)
+        except NotFoundError:
+            return None
+        return next((d.destination for d in found.deliveries), None)
+
+    @property
+    def renewal(self) -> MailRenewal:
+        """Mails a renewed link to where the expired one went."""
+        return MailRenewal(self)
+
+    def _context(
+        self,
+        action: Action,
+        url: str,
+        data: Mapping[str, Any] | None = None,
+        link: Link | None = None,
+    ) -> dict[str, Any]:
+        expires_at = (
+            self._clock.now() + action.ttl if link is None else link.claims.expires_at
+        )
+        return {
+            "url": url,
+            "action": action.name,
+            "sub": "" if link is None else link.claims.subject,
+            "data": dict(data or {}),
+            "expires_at": human_instant(expires_at),
+        }
+
+    def _render(
+        self,
+        action: Action,
+        url: str,
+        data: Mapping[str, Any] | None,
+        *,
+        link: Link | None = None,
+    ) -> RenderedMail:
+        try:
+            return self._templates.render(
+                action.name, self._context(action, url, data, link)
+            )
+        except ConfigurationError as exc:  # checked at start: the data lacks a key
+            raise InvalidArgumentError(
+                f"the {action.name} mail needs data it did not get: {exc}",
+                field="data",
+            ) from exc
+
+    async def _list_headers(self, action: Action, link: Link) -> dict[str, str]:
+        if not action.list_mail:
+            return {}
+        url = link.url
+        if not action.one_click:  # another link unsubscribes from the list
+            unsubscribe = await self._registry.mint(
+                UNSUBSCRIBE, subject=link.claims.subject
+            )
+            url = unsubscribe.url
+        return {
+            "List-Unsubscribe": f"<{url}>",
+            "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
+            "List-Id": f"<{action.name}.{self._list_domain}>",
+        }
+
+
+class MailRenewal:
+    """Mails a renewed link to the address the expired link was mailed to.
+
+    Only links the service mailed itself can be renewed this way.
+    """
+
+    __slots__ = ("_hub",)
+
+    def __init__(self, hub: MailHub) -> None:
+        """Renew through ``hub``."""
+        self._hub = hub
+
+    def __repr__(self) -> str:
+        """Name the renewal."""
+        return "MailRenewal()"
+
+    async def renews(self, token_id: str) -> bool:
+        """Whether the service mailed link ``token_id`` (so it knows where to)."""
+        return await self._hub.recipient(token_id) is not None
+
+    async def __call__(self, link: Link) -> None:
+        """Store the mail of ``link`` to where the link it replaces went.
+
+        Raises:
+            NotRenewableError: the service never mailed that link.
+        """
+        to = None if link.replaces is None else await self._hub.recipient(link.replaces)
+        if to is None:
+            raise NotRenewableError("the expired link was not mailed by the service")
+        await self._hub.send_link(link, to=to)
+
+
+def headers_of(message: Message) -> dict[str, str]:
+    """The ``Subject`` and ``Message-ID`` of a stored mail (never its body)."""
+    headers = _HEADERS.parsebytes(message.body, headersonly=True)
+    return {
+        "subject": str(headers.get("Subject", "")),
+        "message_id": str(headers.get("Message-ID", "")),
+    }

@@ -1,0 +1,226 @@
+"""Sending over SMTP (aiosmtplib): a few connections, each reused mail after mail.
+
+A :class:`Mailer` opens at most ``connections`` connections to the server
+(implicit TLS, STARTTLS or plain; with a login when a user name is set) and
+sends each mail over one that is free, so a burst of mail goes out over
+connections already open. A connection left idle for a while is checked with
+``NOOP`` before it is used again, and dropped if the server closed it: a mail
+is never half-sent on a stale connection. Every failure is a
+:class:`~actionlinks.errors.MailDeliveryError` that says whether it is
+permanent: a 5xx refusal at ``MAIL``, ``RCPT`` or ``DATA`` is; a 4xx, a
+timeout, a refused connection, a failed login or TLS handshake are not (they
+are about the server, not the mail).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+import aiosmtplib
+import anyio
+
+from actionlinks.errors import MailDeliveryError
+from actionlinks.mail.message import parse_mailbox
+
+if TYPE_CHECKING:
+    from actionlinks.settings import Secret, Settings, SmtpTls
+
+CONNECTIONS = 4
+"""The most connections open to the server at once."""
+TIMEOUT = 30.0
+"""Seconds allowed for connecting and for each SMTP command."""
+IDLE_CHECK = 5.0
+"""A connection idle this many seconds is checked (NOOP) before it is used."""
+IDLE_CLOSE = 60.0
+"""A connection idle this long is closed rather than checked."""
+_PERMANENT_STAGES = (
+    aiosmtplib.SMTPSenderRefused,
+    aiosmtplib.SMTPRecipientRefused,
+    aiosmtplib.SMTPDataError,
+)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SmtpServer:
+    """Where mail is sent and how.
+
+    Attributes:
+        host: the server's name or address.
+        port: its port.
+        tls: ``none``, ``starttls`` or ``tls`` (implicit TLS).
+        username: the login, if the server wants one.
+        password: its password (never shown).
+        timeout: seconds for the connection and each command.
+        local_hostname: the name given in ``EHLO``.
+    """
+
+    host: str
+    port: int
+    tls: SmtpTls = "none"
+    username: str | None = None
+    password: Secret | None = field(default=None, repr=False)
+    timeout: float = TIMEOUT
+    local_hostname: str = "localhost"
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> SmtpServer:
+        """The server the ``ACTIONLINKS_SMTP_*`` settings name."""
+        _, sender = parse_mailbox(settings.smtp_from)
+        return cls(
+            host=settings.smtp_host,
+            port=settings.smtp_port,
+            tls=settings.smtp_tls,
+            username=settings.smtp_username,
+            password=settings.smtp_password,
+            local_hostname=sender.rpartition("@")[2],
+        )
+
+
+@dataclass(slots=True)
+class _Connection:
+    client: aiosmtplib.SMTP
+    idle_since: float
+
+
+class Mailer:
+    """Sends mail to one SMTP server over a few reused connections.
+
+    Args:
+        server: the server.
+        connections: the most connections open at once.
+    """
+
+    __slots__ = ("_connections", "_idle", "_server", "_slots")
+
+    def __init__(self, server: SmtpServer, *, connections: int = CONNECTIONS) -> None:
+        """Connect nothing yet: the first mail opens the first connection."""
+        self._server = server
+        self._connections = connections
+        self._idle: list[_Connection] = []
+        self._slots: anyio.Semaphore | None = None
+
+    def __repr__(self) -> str:
+        """Name the server, never the password."""
+        return f"Mailer({self._server.host}:{self._server.port}, {self._server.tls})"
+
+    async def send(self, *, sender: str, recipient: str, message: bytes) -> str:
+        """Send ``message`` from ``sender`` (the envelope) to ``recipient``.
+
+        Returns:
+            The server's reply to the mail (``250 …``).
+
+        Raises:
+            MailDeliveryError: the server did not take it (see the module).
+        """
+        if self._slots is None:  # made in the event loop
+            self._slots = anyio.Semaphore(self._connections)
+        async with self._slots:
+            connection = await self._take()
+            try:
+                _, reply = await connection.client.sendmail(
+                    sender, [recipient], message
+                )
+            except aiosmtplib.SMTPRecipientsRefused as exc:
+                self._keep(connection)  # the envelope was reset: still good
+                refusal = exc.recipients[0]
+                raise _refused(refusal.code, refusal.message, at="RCPT") from exc
+            except _PERMANENT_STAGES as exc:
+                self._keep(connection)
+                raise _refused(exc.code, exc.message, at="MAIL/DATA") from exc
+            except (aiosmtplib.SMTPException, OSError, TimeoutError) as exc:
+                await _close(connection)
+                raise _failed("the connection failed during the mail", exc) from exc
+            except BaseException:  # cancelled mid-mail: the state is unknown
+                await _close(connection)
+                raise
+            self._keep(connection)
+            return reply
+
+    async def aclose(self) -> None:
+        """Say QUIT on every idle connection."""
+        idle, self._idle = self._idle, []
+        for connection in idle:
+            await _close(connection)
+
+    def _keep(self, connection: _Connection) -> None:
+        if connection.client.is_connected:
+            connection.idle_since = anyio.current_time()
+            self._idle.append(connection)
+
+    async def _take(self) -> _Connection:
+        while self._idle:
+            connection = self._idle.pop()
+            idle = anyio.current_time() - connection.idle_since
+            if not connection.client.is_connected or idle > IDLE_CLOSE:
+                await _close(connection)
+                continue
+            if idle <= IDLE_CHECK:
+                return connection
+            try:
+                await connection.client.noop()
+            except (aiosmtplib.SMTPException, OSError, TimeoutError):
+                await _close(connection)
+                continue
+            return connection
+        return await self._connect()
+
+    async def _connect(self) -> _Connection:
+        server = self._server
+        client = aiosmtplib.SMTP(
+            hostname=server.host,
+            port=server.port,
+            timeout=server.timeout,
+            use_tls=server.tls == "tls",
+            start_tls=server.tls == "starttls",
+            username=server.username,
+            password=None if server.password is None else server.password.reveal(),
+            local_hostname=server.local_hostname,
+        )
+        try:
+            await client.connect()
+        except aiosmtplib.SMTPAuthenticationError as exc:
+            await _close(_Connection(client, 0.0))
+            raise _failed("the server refused the login", exc) from exc
+        except (aiosmtplib.SMTPException, OSError, TimeoutError) as exc:
+            await _close(_Connection(client, 0.0))
+            raise _failed(
+                f"cannot connect to {server.host}:{server.port}", exc
+            ) from exc
+        return _Connection(client, anyio.current_time())
+
+
+def _refused(code: int, reply: str, *, at: str) -> MailDeliveryError:
+    permanent = 500 <= code < 600
+    kind = "refused" if permanent else "deferred"
+    return MailDeliveryError(
+        f"the server {kind} the mail at {at}: {code}",
+        reply_code=code,
+        reply=reply,
+        permanent=permanent,
+    )
+
+
+def _failed(what: str, exc: BaseException) -> MailDeliveryError:
+    code = getattr(exc, "code", None)
+    reply = getattr(exc, "message", "") or str(exc) or type(exc).__name__
+    return MailDeliveryError(
+        f"{what}: {reply}",
+        reply_code=code if isinstance(code, int) and code > 0 else None,
+        reply=reply,
+        permanent=False,
+    )
+
+
+async def _close(connection: _Connection) -> None:
+    client = connection.client
+    if not client.is_connected:
+        return
+    with anyio.move_on_after(5, shield=True):
+        try:
+            await client.quit()
+        except (aiosmtplib.SMTPException, OSError, TimeoutError):
+            client.close()
+            return
+    if client.is_connected:
+        client.close()

@@ -1,0 +1,239 @@
+"""The mailer and its judgements against a real SMTP server (aiosmtpd) on 127.0.0.1.
+
+Each SMTP outcome the outbox must tell apart: taken (250), deferred (4xx at
+RCPT or DATA: tried again), refused (5xx: failed for good, not retried), no
+server, a refused login; and the connection handling: one connection reused
+for many mails, a stale one dropped without losing the mail, STARTTLS and
+implicit TLS verified against a certificate the client trusts.
+"""
+
+from __future__ import annotations
+
+import email.policy
+from datetime import UTC, datetime, timedelta
+
+import anyio
+import pytest
+from mailsink import MailSink, self_signed
+
+from actionlinks.clock import SystemClock
+from actionlinks.errors import MailDeliveryError
+from actionlinks.mail import MailTemplates, compose
+from actionlinks.mail import smtp as smtp_module
+from actionlinks.mail.delivery import MailDeliverer
+from actionlinks.mail.smtp import Mailer, SmtpServer
+from actionlinks.outbox.model import Delivery, Message
+from actionlinks.settings import Secret
+
+pytestmark = pytest.mark.integration
+
+SENDER = "links@acme.test"
+URL = "https://links.acme.test/a/token-of-the-test"
+
+
+def raw_mail(to: str = "ada@example.org") -> bytes:
+    mail = MailTemplates().render(
+        "password-reset",
+        {"url": URL, "expires_at": "soon", "action": "password-reset", "data": {}},
+    )
+    message = compose(mail, sender=SENDER, to=to, now=datetime(2026, 12, 2, tzinfo=UTC))
+    return message.as_bytes(policy=email.policy.SMTP)
+
+
+def delivery(to: str = "ada@example.org") -> Delivery:
+    message = Message(
+        message_id="em_test",
+        channel="mail",
+        kind="password-reset",
+        body=raw_mail(to),
+        created_at=datetime(2026, 12, 2, tzinfo=UTC),
+    )
+    return Delivery(delivery_id=1, message=message, destination=to)
+
+
+def mailer_for(sink: MailSink, **options) -> Mailer:
+    return Mailer(SmtpServer(host="127.0.0.1", port=sink.port, timeout=5, **options))
+
+
+async def attempt(mailer: Mailer):
+    deliverer = MailDeliverer(mailer=mailer, sender=SENDER, clock=SystemClock())
+    return await deliverer(delivery())
+
+
+async def test_a_taken_mail_is_delivered_with_the_servers_reply_recorded():
+    """250 → delivered; the envelope and the bytes are the stored ones."""
+    with MailSink() as sink:
+        mailer = mailer_for(sink)
+        result = await attempt(mailer)
+        await mailer.aclose()
+    assert result.outcome == "delivered"
+    assert result.attempt.status == 250
+    assert "queued" in result.attempt.response
+    (received,) = sink.received
+    assert received.sender == SENDER
+    assert received.recipients == ["ada@example.org"]
+    assert received.message["Subject"] == "Reset your password"
+    assert URL in received.message.get_body(("plain",)).get_content().splitlines()
+
+
+@pytest.mark.parametrize("stage", ["RCPT", "DATA"])
+async def test_a_4xx_is_tried_again_and_the_connection_stays_usable(stage):
+    """451 at RCPT or DATA defers the mail (retry); the next mail goes through
+    on the same connection."""
+    with MailSink(replies=[(stage, "451 4.3.0 Try again later")]) as sink:
+        mailer = mailer_for(sink)
+        deferred = await attempt(mailer)
+        taken = await attempt(mailer)
+        await mailer.aclose()
+    assert deferred.outcome == "retry"
+    assert deferred.attempt.status == 451
+    assert "Try again later" in deferred.attempt.response
+    assert taken.outcome == "delivered"
+    assert len(sink.received) == 1
+    assert sink.sessions == 1
+
+
+@pytest.mark.parametrize(
+    ("stage", "reply"),
+    [("RCPT", "550 5.1.1 No such user"), ("DATA", "552 5.3.4 Message too big")],
+)
+async def test_a_5xx_fails_the_mail_for_good(stage, reply):
+    """5xx at RCPT or DATA is permanent: failed, with the reply kept."""
+    with MailSink(replies=[(stage, reply)]) as sink:
+        mailer = mailer_for(sink)
+        result = await attempt(mailer)
+        await mailer.aclose()
+    assert result.outcome == "failed"
+    assert result.attempt.status == int(reply[:3])
+    assert reply[10:] in result.attempt.response
+    assert sink.received == []
+
+
+async def test_no_server_is_a_retry_with_the_reason():
+    """A refused connection has no reply code; it is tried again."""
+    sink = MailSink()  # never started: nothing listens on its port
+    result = await attempt(mailer_for(sink))
+    assert result.outcome == "retry"
+    assert result.attempt.status is None
+    assert f"cannot connect to 127.0.0.1:{sink.port}" in result.attempt.error
+
+
+async def test_many_mails_share_one_connection():
+    """Ten mails one after the other: one SMTP session."""
+    with MailSink() as sink:
+        mailer = mailer_for(sink)
+        for _ in range(10):
+            assert (await attempt(mailer)).outcome == "delivered"
+        await mailer.aclose()
+    assert len(sink.received) == 10
+    assert sink.sessions == 1
+
+
+async def test_concurrent_mails_use_at_most_the_pools_connections():
+    """Forty mails at once: every one arrives over at most four sessions."""
+    with MailSink() as sink:
+        mailer = mailer_for(sink)
+        outcomes = []
+
+        async def one():
+            outcomes.append((await attempt(mailer)).outcome)
+
+        async with anyio.create_task_group() as tasks:
+            for _ in range(40):
+                tasks.start_soon(one)
+        await mailer.aclose()
+    assert outcomes == ["delivered"] * 40
+    assert len(sink.received) == 40
+    assert sink.sessions <= smtp_module.CONNECTIONS
+
+
+async def test_a_connection_the_server_dropped_is_replaced_without_losing_the_mail(
+    monkeypatch,
+):
+    """The server restarts between two mails: the idle connection is found
+    dead (NOOP) and the mail goes over a new one, once."""
+    monkeypatch.setattr(smtp_module, "IDLE_CHECK", 0.0)
+    sink = MailSink().start()
+    try:
+        mailer = mailer_for(sink)
+        assert (await attempt(mailer)).outcome == "delivered"
+        sink.stop()
+        sink.start()
+        result = await attempt(mailer)
+        await mailer.aclose()
+    finally:
+        sink.stop()
+    assert result.outcome == "delivered"
+    assert len(sink.received) == 2
+    assert sink.sessions == 2
+
+
+async def test_a_refused_login_is_retried_not_failed_and_the_password_is_not_shown():
+    """A wrong password is the service's fault, not the mail's: retry."""
+    with MailSink(login=("mailer", "right-password")) as sink:
+        wrong = mailer_for(
+            sink, username="mailer", password=Secret("wrong-password-9f2")
+        )
+        refused = await attempt(wrong)
+        right = mailer_for(sink, username="mailer", password=Secret("right-password"))
+        taken = await attempt(right)
+        await right.aclose()
+    assert refused.outcome == "retry"
+    assert "refused the login" in refused.attempt.error
+    assert "wrong-password-9f2" not in repr(refused) + repr(wrong)
+    assert sink.refused_logins >= 1  # each mechanism the client tried
+    assert taken.outcome == "delivered"
+
+
+@pytest.mark.parametrize("tls", ["starttls", "tls"])
+async def test_tls_modes_verify_the_server_certificate(tls, tmp_path, monkeypatch):
+    """STARTTLS and implicit TLS send once the certificate verifies (here a
+    trusted self-signed one), with a login; an untrusted one is a retry."""
+    certificate, key = self_signed(tmp_path)
+    login = ("mailer", "secret-pass")
+    with MailSink(tls=tls, login=login, certificate=certificate, key=key) as sink:
+        untrusted = await attempt(
+            mailer_for(sink, tls=tls, username=login[0], password=Secret(login[1]))
+        )
+        monkeypatch.setenv("SSL_CERT_FILE", str(certificate))
+        mailer = mailer_for(sink, tls=tls, username=login[0], password=Secret(login[1]))
+        trusted = await attempt(mailer)
+        await mailer.aclose()
+    assert untrusted.outcome == "retry"
+    assert trusted.outcome == "delivered", trusted
+    assert len(sink.received) == 1
+
+
+async def test_a_5xx_is_a_typed_error_from_the_mailer():
+    """The mailer raises MailDeliveryError with the reply and permanence."""
+    with MailSink(replies=[("RCPT", "550 5.7.1 Relaying denied")]) as sink:
+        mailer = mailer_for(sink)
+        with pytest.raises(MailDeliveryError) as raised:
+            await mailer.send(sender=SENDER, recipient="x@example.org", message=b"x")
+        await mailer.aclose()
+    assert raised.value.permanent
+    assert raised.value.reply_code == 550
+    assert raised.value.code == "mail_delivery"
+    assert "Relaying denied" in raised.value.reply
+
+
+def test_the_smtp_settings_build_the_server_without_showing_the_password(tmp_path):
+    """From the ACTIONLINKS_SMTP_* settings; EHLO names the sender's domain."""
+    from actionlinks.settings import Settings
+
+    settings = Settings.from_env(
+        {
+            "ACTIONLINKS_SMTP_HOST": "smtp.acme.test",
+            "ACTIONLINKS_SMTP_PORT": "465",
+            "ACTIONLINKS_SMTP_TLS": "tls",
+            "ACTIONLINKS_SMTP_USERNAME": "mailer",
+            "ACTIONLINKS_SMTP_PASSWORD": "hunter2-secret",
+            "ACTIONLINKS_SMTP_FROM": "Acme <links@acme.test>",
+        },
+        cwd=tmp_path,
+    )
+    server = SmtpServer.from_settings(settings)
+    assert (server.host, server.port, server.tls) == ("smtp.acme.test", 465, "tls")
+    assert server.local_hostname == "acme.test"
+    assert "hunter2" not in repr(server) + repr(Mailer(server))
+    assert server.timeout == timedelta(seconds=30).total_seconds()
