@@ -38,6 +38,7 @@ SIGNED_HEADERS = (
 )
 """The headers a signature covers, those present in the message."""
 MAX_KEY_FILE = 64 * 1024
+_PROBE = b"From: a@example.com\r\nSubject: probe\r\n\r\nprobe\r\n"
 
 
 class DkimSigner:
@@ -61,6 +62,7 @@ class DkimSigner:
         self.selector = selector
         self.domain = domain
         self._key, self._algorithm = _read_key(key_path)
+        self.sign(_PROBE)  # a key dkimpy cannot use fails at start, not per mail
 
     def __repr__(self) -> str:
         """Name the selector and domain, never the key."""
@@ -84,7 +86,7 @@ class DkimSigner:
                 signature_algorithm=self._algorithm,
                 include_headers=headers,
             )
-        except self._dkim.DKIMException as exc:
+        except self._dkim.DKIMException as exc:  # PyNaCl missing is one too
             raise ConfigurationError(f"DKIM signing failed: {exc}") from exc
         return signature + message
 

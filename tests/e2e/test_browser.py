@@ -5,7 +5,9 @@ from __future__ import annotations
 import os
 import shutil
 
+import httpx
 import pytest
+from mailsink import MailSink
 from playwright.sync_api import sync_playwright
 from servers import Receiver, ServeProcess, serve_with_handler
 
@@ -92,3 +94,57 @@ def test_password_reset_in_the_browser_checks_both_fields(tmp_path, page):
         page.screenshot(path=str(tmp_path / "reset-done.png"))
     finally:
         server.stop()
+
+
+@pytest.mark.parametrize(("width", "height"), [(375, 740), (1280, 800)])
+def test_a_mailed_password_reset_renders_well_and_its_button_opens_the_page(
+    tmp_path, page, width, height
+):
+    """The HTML part of a real mail (POST /v1/emails → aiosmtpd) in chromium at
+    phone and desktop widths: heading, visible button, no sideways scrolling;
+    the button leads to the reset page, which sets the password."""
+    with MailSink() as sink:
+        server = ServeProcess(
+            tmp_path,
+            env={
+                "ACTIONLINKS_SMTP_HOST": "127.0.0.1",
+                "ACTIONLINKS_SMTP_PORT": str(sink.port),
+                "ACTIONLINKS_SMTP_FROM": "Acme <links@acme.test>",
+            },
+        )
+        try:
+            token = server.cli("tokens", "issue", "--scope", "mail:send").stdout
+            answer = httpx.post(
+                f"{server.base_url}/v1/emails",
+                json={"action": "password-reset", "to": "ada@example.org", "sub": "u1"},
+                headers={"Authorization": f"Bearer {token.strip()}"},
+            )
+            assert answer.status_code == 202, answer.text
+            [received] = sink.wait_for(1)
+            html = received.message.get_body(("html",)).get_content()
+            page.set_viewport_size({"width": width, "height": height})
+            page.set_content(html)
+            shot = tmp_path / f"mail-{width}.png"
+            page.screenshot(path=str(shot), full_page=True)
+            assert page.get_by_role("heading", name="Reset your password").is_visible()
+            button = page.get_by_role("link", name="Choose a new password")
+            assert button.is_visible()
+            box = button.bounding_box()
+            assert box["x"] >= 0
+            assert box["x"] + box["width"] <= width
+            assert box["height"] >= 40  # a finger-sized target
+            overflow = page.evaluate(
+                "document.scrollingElement.scrollWidth - window.innerWidth"
+            )
+            assert overflow <= 0
+            button.click()
+            page.wait_for_load_state()
+            assert page.title() == "Choose a new password"
+            page.fill("#password", "correct horse")
+            page.fill("#password_confirm", "correct horse")
+            page.get_by_role("button", name="Set new password").click()
+            page.wait_for_load_state()
+            assert "Your password has been changed." in page.content()
+        finally:
+            server.stop()
+    assert shot.stat().st_size > 5000
