@@ -1,0 +1,332 @@
+"""The mail hub: one stored mail per link, data checked before minting, list
+headers, renewal by mail, the DKIM signer and the mail settings."""
+
+from __future__ import annotations
+
+import base64
+import email
+import email.policy
+from datetime import timedelta
+
+import dkim
+import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+
+from actionlinks.actions import DEFAULT_ACTIONS, Action
+from actionlinks.errors import (
+    ConfigurationError,
+    InvalidArgumentError,
+    NotFoundError,
+    NotRenewableError,
+)
+from actionlinks.home import initialize
+from actionlinks.mail import MailTemplates
+from actionlinks.mail.dkim import DkimSigner
+from actionlinks.mail.hub import MailHub, headers_of
+from actionlinks.mail.message import parse_mailbox
+from actionlinks.outbox import RetryPolicy
+from actionlinks.outbox.model import Message
+from actionlinks.registry import ActionRegistry
+from actionlinks.service import Service
+from actionlinks.settings import Settings
+from actionlinks.stores import MemoryStore
+
+BASE = "https://links.example.test"
+DIGEST = Action(name="digest", ttl=timedelta(days=7), list_mail=True)
+
+
+@pytest.fixture
+def store(clock):
+    return MemoryStore(clock=clock)
+
+
+def make_hub(store, clock, issuer, *, actions=None, overrides=None, dkim=None):
+    registry = ActionRegistry(
+        issuer,
+        ledger=store.ledger,
+        base_url=BASE,
+        clock=clock,
+        actions=actions or (*DEFAULT_ACTIONS, DIGEST),
+        journal=store.links,
+    )
+    woken = []
+    hub = MailHub(
+        registry=registry,
+        outbox=store.outbox,
+        templates=MailTemplates(overrides),
+        sender="Acme <links@acme.test>",
+        reply_to=None,
+        clock=clock,
+        policy=RetryPolicy([timedelta(seconds=2), timedelta(seconds=30)]),
+        dkim=dkim,
+        wake=lambda: woken.append(1),
+    )
+    return hub, registry, woken
+
+
+@pytest.fixture
+def hub(store, clock, issuer):
+    return make_hub(store, clock, issuer)
+
+
+def parsed(record):
+    return email.message_from_bytes(record.message.body, policy=email.policy.default)
+
+
+def minted_count(registry, monkeypatch):
+    calls = []
+    mint = ActionRegistry.mint
+
+    async def counting(self, *args, **kwargs):
+        calls.append(args)
+        return await mint(self, *args, **kwargs)
+
+    monkeypatch.setattr(ActionRegistry, "mint", counting)
+    return calls
+
+
+async def test_a_mail_is_stored_under_its_links_jti_and_wakes_the_worker(
+    hub, store, clock
+):
+    """em_<jti>, channel mail, the action as kind, one delivery to the address,
+    due after the schedule's first wait; Reply-To falls back to From."""
+    mailer, _, woken = hub
+    record = await mailer.send("invite", to="ada@example.org", subject="user:1")
+    message = record.message
+    assert message.message_id.startswith("em_")
+    assert message.channel == "mail"
+    assert message.kind == "invite"
+    [delivery] = record.deliveries
+    assert delivery.destination == "ada@example.org"
+    assert delivery.next_attempt_at == clock.now() + timedelta(seconds=2)
+    assert woken == [1]
+    mail = parsed(record)
+    assert mail["Reply-To"] == "Acme <links@acme.test>"
+    jti = message.message_id.removeprefix("em_")
+    status = await store.links.status(jti)
+    assert status.subject == "user:1"
+    assert b"\r\n" in message.body  # stored as it is sent
+    assert headers_of(message)["subject"] == mail["Subject"]
+    assert await mailer.recipient(jti) == "ada@example.org"
+
+
+@pytest.mark.parametrize(
+    "to",
+    [
+        "ada@example.org\r\nBcc: eve@example.org",
+        "Ada <ada@example.org>",
+        "ada@example.org, eve@example.org",
+        "ada",
+        "adä@example.org",
+        "a" * 250 + "@example.org",
+    ],
+)
+async def test_a_bad_address_mints_nothing(hub, monkeypatch, to):
+    """The address is checked before a link is minted."""
+    mailer, registry, _ = hub
+    minted = minted_count(registry, monkeypatch)
+    with pytest.raises(InvalidArgumentError) as raised:
+        await mailer.send("invite", to=to, subject="user:1")
+    assert raised.value.field == "to"
+    assert minted == []
+
+
+async def test_data_a_template_needs_is_checked_before_minting(
+    store, clock, issuer, tmp_path, monkeypatch
+):
+    """An override that uses data.team: without it, a 422 on 'data' and no
+    link (nor a revoked earlier one); with it, the mail says it."""
+    folder = tmp_path / "email" / "invite"
+    folder.mkdir(parents=True)
+    (folder / "subject.txt").write_text("Join {{ data.team }}")
+    mailer, registry, _ = make_hub(store, clock, issuer, overrides=tmp_path)
+    with pytest.raises(ConfigurationError):
+        mailer.check()  # the sample data has no team either
+    minted = minted_count(registry, monkeypatch)
+    with pytest.raises(InvalidArgumentError) as raised:
+        await mailer.send("invite", to="ada@example.org", subject="u")
+    assert raised.value.field == "data"
+    assert minted == []
+    record = await mailer.send(
+        "invite", to="ada@example.org", subject="u", data={"team": "Blue <b>"}
+    )
+    assert parsed(record)["Subject"] == "Join Blue <b>"
+
+
+async def test_list_headers_only_on_list_mail(hub):
+    """unsubscribe: its own link; a list_mail action: a fresh unsubscribe link
+    for the same subject; transactional mail: none."""
+    mailer, registry, _ = hub
+    own = parsed(await mailer.send("unsubscribe", to="a@example.org", subject="u1"))
+    assert own["List-Unsubscribe"].startswith(f"<{BASE}/a/")
+    assert own["List-Unsubscribe"].strip("<>") in own.get_body(("plain",)).get_content()
+    digest = parsed(await mailer.send("digest", to="a@example.org", subject="u2"))
+    target = digest["List-Unsubscribe"].strip("<>")
+    assert target not in digest.get_body(("plain",)).get_content()
+    claims = registry.verify(target.rsplit("/", 1)[1], action="unsubscribe")
+    assert claims.subject == "u2"
+    assert digest["List-Id"] == "<digest.acme.test>"
+    reset = parsed(await mailer.send("password-reset", to="a@example.org", subject="u"))
+    assert "List-Unsubscribe" not in reset
+    assert "List-Id" not in reset
+
+
+def test_list_mail_without_a_one_click_unsubscribe_action_stops_start_up(
+    store, clock, issuer
+):
+    """Its List-Unsubscribe would have no link to carry."""
+    actions = tuple(a for a in DEFAULT_ACTIONS if a.name != "unsubscribe")
+    mailer, _, _ = make_hub(store, clock, issuer, actions=(*actions, DIGEST))
+    with pytest.raises(ConfigurationError, match="digest"):
+        mailer.check()
+
+
+async def test_only_mail_ids_are_found(hub, store, clock):
+    """A webhook message, an unknown id and an overlong id are not mail."""
+    mailer, _, _ = hub
+    hook = Message(
+        message_id="em_hook",
+        channel="webhook",
+        kind="x.y",
+        body=b"{}",
+        created_at=clock.now(),
+    )
+    await store.outbox.enqueue(hook, ["ep_1"], due_at=clock.now())
+    for mail_id in ("em_hook", "em_unknown", "msg_1", "em_" + "x" * 80):
+        with pytest.raises(NotFoundError):
+            await mailer.message(mail_id)
+    assert await mailer.recipient("hook") is None
+
+
+async def test_renewal_by_mail_goes_where_the_expired_link_went(hub, clock):
+    """Only a mailed link renews by mail, to the same address, as a new mail."""
+    mailer, registry, _ = hub
+    first = await mailer.send("email-confirm", to="ada@example.org", subject="u")
+    jti = first.message.message_id.removeprefix("em_")
+    renewal = mailer.renewal
+    assert await renewal.renews(jti)
+    assert not await renewal.renews("never-mailed")
+    link = await registry.mint("email-confirm", subject="u")
+    replacing = type(link)(
+        url=link.url, token=link.token, claims=link.claims, replaces=jti
+    )
+    await renewal(replacing)
+    again = await mailer.message("em_" + link.claims.token_id)
+    assert again.deliveries[0].destination == "ada@example.org"
+    orphan = type(link)(
+        url=link.url, token=link.token, claims=link.claims, replaces="never-mailed"
+    )
+    with pytest.raises(NotRenewableError):
+        await renewal(orphan)
+
+
+def write_key(path, key):
+    path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return path
+
+
+def test_the_dkim_signer_signs_what_dkimpy_verifies_and_hides_its_key(tmp_path):
+    """RSA 2048: the signature verifies against the published key."""
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    signer = DkimSigner(
+        selector="s1", domain="acme.test", key_path=write_key(tmp_path / "k", key)
+    )
+    message = b"From: a@acme.test\r\nTo: b@example.org\r\nSubject: hi\r\n\r\nbody\r\n"
+    signed = signer.sign(message)
+    public = key.public_key().public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    record = b"v=DKIM1; k=rsa; p=" + base64.b64encode(public)
+    assert dkim.verify(signed, dnsfunc=lambda name, timeout=5: record)
+    assert repr(signer) == "DkimSigner('s1', 'acme.test')"
+    assert "PRIVATE" not in repr(signer)
+
+
+@pytest.mark.parametrize("fault", ["missing", "garbage", "small", "ec", "locked"])
+def test_an_unusable_dkim_key_is_a_configuration_error(tmp_path, fault):
+    """Missing, not PEM, RSA under 2048 bits, another kind, encrypted."""
+    path = tmp_path / "key.pem"
+    if fault == "garbage":
+        path.write_text("not a key")
+    elif fault == "small":
+        write_key(path, rsa.generate_private_key(public_exponent=65537, key_size=1024))  # noqa: S505 - on purpose
+    elif fault == "ec":
+        write_key(path, ec.generate_private_key(ec.SECP256R1()))
+    elif fault == "locked":
+        key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        path.write_bytes(
+            key.private_bytes(
+                serialization.Encoding.PEM,
+                serialization.PrivateFormat.PKCS8,
+                serialization.BestAvailableEncryption(b"pw"),
+            )
+        )
+    with pytest.raises(ConfigurationError, match="DKIM key"):
+        DkimSigner(selector="s", domain="acme.test", key_path=path)
+
+
+def test_mail_settings_are_validated(tmp_path):
+    """DKIM is all or nothing; From may carry a name; list_mail in the file."""
+    with pytest.raises(ConfigurationError, match="DKIM"):
+        Settings.from_env({"ACTIONLINKS_DKIM_SELECTOR": "s1"}, cwd=tmp_path)
+    for bad in ("no-at-sign", "Ada <a@b.example", "a@b.example\nBcc: x@y.z"):
+        with pytest.raises(ConfigurationError, match="smtp_from"):
+            Settings.from_env({"ACTIONLINKS_SMTP_FROM": bad}, cwd=tmp_path)
+    (tmp_path / "actionlinks.toml").write_text(
+        '[actions.news]\nttl = "7d"\nlist_mail = true\n'
+    )
+    settings = Settings.from_env(
+        {
+            "ACTIONLINKS_SMTP_FROM": '"Acme Links" <links@acme.test>',
+            "ACTIONLINKS_DKIM_SELECTOR": "s1",
+            "ACTIONLINKS_DKIM_DOMAIN": "acme.test",
+            "ACTIONLINKS_DKIM_PRIVATE_KEY": "dkim.pem",
+        },
+        cwd=tmp_path,
+    )
+    assert settings.dkim_key_path == tmp_path / "dkim.pem"
+    assert {a.name: a.list_mail for a in settings.actions}["news"] is True
+    assert {a.name: a.list_mail for a in settings.actions}["unsubscribe"] is True
+    assert {a.name: a.list_mail for a in settings.actions}["invite"] is False
+    (tmp_path / "actionlinks.toml").write_text("[actions.invite]\nlist_mail = 1\n")
+    with pytest.raises(ConfigurationError, match="list_mail"):
+        Settings.from_env({}, cwd=tmp_path)
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("links@acme.test", ("", "links@acme.test")),
+        ("Acme <links@acme.test>", ("Acme", "links@acme.test")),
+        ('"Acme, Inc" <links@acme.test>', ("Acme, Inc", "links@acme.test")),
+    ],
+)
+def test_a_mailbox_is_an_address_with_an_optional_name(value, expected):
+    assert parse_mailbox(value) == expected
+
+
+@pytest.mark.parametrize(
+    "value", ["Acme <links@acme.test> x", "A<b <links@acme.test>", "Ac\r\nme <a@b.c>"]
+)
+def test_a_malformed_mailbox_is_refused(value):
+    with pytest.raises(InvalidArgumentError):
+        parse_mailbox(value)
+
+
+def test_a_broken_mail_template_in_the_home_stops_the_service(tmp_path, clock):
+    """A template that does not render is found when the service is built,
+    naming the action, not when the first mail is due."""
+    settings = Settings(home=tmp_path, base_url=BASE, issuer=BASE)
+    initialize(settings, clock=clock)
+    folder = tmp_path / "templates" / "email" / "magic-signin"
+    folder.mkdir(parents=True)
+    (folder / "body.txt").write_text("{{ url }} {% if %}")
+    with pytest.raises(ConfigurationError, match="magic-signin"):
+        Service(settings, clock=clock, store=MemoryStore(clock=clock))
