@@ -54,7 +54,7 @@ from actionlinks.mail.delivery import MailDeliverer
 from actionlinks.mail.dkim import DkimSigner
 from actionlinks.mail.hub import MailHub
 from actionlinks.mail.message import parse_mailbox
-from actionlinks.mail.smtp import CONNECTIONS, Mailer, SmtpServer
+from actionlinks.mail.smtp import Mailer, SmtpServer
 from actionlinks.mail.templates import MailTemplates
 from actionlinks.outbox import OutboxWorker, RetryPolicy
 from actionlinks.registry import ActionRegistry
@@ -178,7 +178,10 @@ class Service:
             allow_private=settings.webhook_allow_private,
             wake=self._worker.wake,
         )
-        self._mailer = Mailer(SmtpServer.from_settings(settings))
+        connections = settings.smtp_connections
+        self._mailer = Mailer(
+            SmtpServer.from_settings(settings), connections=connections
+        )
         mail_policy = RetryPolicy(settings.mail_retry_schedule)
         self._mail_worker = OutboxWorker(
             self.store.outbox,
@@ -190,8 +193,8 @@ class Service:
             channel=MAIL_CHANNEL,
             clock=self.clock,
             policy=mail_policy,
-            concurrency=2 * CONNECTIONS,
-            per_destination=CONNECTIONS,
+            concurrency=8 * connections,  # claimed in batches, sent as connections free
+            per_destination=connections,
         )
         self.mail = MailHub(
             registry=self.registry,

@@ -128,6 +128,7 @@ class Settings:
     smtp_password: Secret | None = None
     smtp_tls: SmtpTls = "none"
     smtp_from: str = "actionlinks@localhost"
+    smtp_connections: int = 4
     mail_reply_to: str | None = None
     dkim_selector: str | None = None
     dkim_domain: str | None = None
@@ -360,6 +361,7 @@ def _schedule(value: object, name: str) -> tuple[timedelta, ...]:
 _CONVERTERS: dict[str, Callable[[object, str], object]] = {
     "leeway": lambda v, n: timedelta(seconds=_integer(v, n, 0, 300)),
     "smtp_port": lambda v, n: _integer(v, n, 1, 65535),
+    "smtp_connections": lambda v, n: _integer(v, n, 1, 64),
     "smtp_password": lambda v, n: Secret(_text(v, n)),
     "smtp_tls": _tls,
     "webhook_allow_private": _flag,

@@ -27,7 +27,8 @@ if TYPE_CHECKING:
     from actionlinks.settings import Secret, Settings, SmtpTls
 
 CONNECTIONS = 4
-"""The most connections open to the server at once."""
+"""The most connections open to the server at once, by default
+(``ACTIONLINKS_SMTP_CONNECTIONS``)."""
 TIMEOUT = 30.0
 """Seconds allowed for connecting and for each SMTP command."""
 IDLE_CHECK = 5.0
