@@ -22,6 +22,8 @@ if TYPE_CHECKING:
 
     from actionlinks.mail.templates import RenderedMail
 
+MAX_LINE = 998
+"""The longest line of a message body (RFC 5322), without its CRLF."""
 MAX_ADDRESS = 254
 """The longest address (RFC 5321's path limit, less the brackets)."""
 
@@ -95,6 +97,18 @@ def compose(  # noqa: PLR0913 - a mail's parts, each named
     message["Message-ID"] = make_msgid(domain=address.rpartition("@")[2])
     for name, value in (headers or {}).items():
         message[name] = value
-    message.set_content(mail.text)
-    message.add_alternative(mail.html, subtype="html")
+    message.set_content(mail.text, cte=transfer_encoding(mail.text))
+    message.add_alternative(mail.html, subtype="html", cte=transfer_encoding(mail.html))
     return message
+
+
+def transfer_encoding(text: str) -> str:
+    """``7bit`` when every line may be sent as it is, else ``quoted-printable``.
+
+    Sent as it is, the link in the text part stays whole in the raw message
+    too (a log, a terminal, a client that shows the source); quoted-printable
+    would fold it with ``=`` at 76 columns.
+    """
+    if text.isascii() and all(len(line) <= MAX_LINE for line in text.splitlines()):
+        return "7bit"
+    return "quoted-printable"

@@ -127,3 +127,21 @@ def test_plain_addresses_are_accepted():
         "root@localhost",
     ):
         assert check_address(address) == address
+
+
+def test_the_raw_text_part_keeps_the_link_whole_on_one_line():
+    """ASCII text with lines under 998 octets goes as 7bit: the raw message
+    holds the link unbroken; non-ASCII or longer lines fall back to
+    quoted-printable, still decoding to the same text."""
+    mail = MailTemplates().render("invite", context(action="invite"))
+    raw = compose(mail, sender="a@example.com", to="b@example.org", now=WHEN)
+    assert URL.encode() + b"\n" in raw.as_bytes()
+    accented = MailTemplates().render("invite", context(action="invite"))
+    accented = type(accented)(
+        subject="Été", text=accented.text + "Café\n", html=accented.html
+    )
+    folded = compose(accented, sender="a@example.com", to="b@example.org", now=WHEN)
+    assert b"quoted-printable" in folded.as_bytes()
+    parsed = email.message_from_bytes(folded.as_bytes(), policy=email.policy.default)
+    assert "Café" in parsed.get_body(("plain",)).get_content()
+    assert URL in parsed.get_body(("plain",)).get_content().splitlines()
