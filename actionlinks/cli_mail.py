@@ -7,17 +7,17 @@ and every attempt. Neither prints the link: it goes to the inbox only.
 
 from __future__ import annotations
 
+import argparse
 import json
 from typing import TYPE_CHECKING, Any
 
 from actionlinks.cli_webhooks import delivery_lines
 from actionlinks.clock import format_instant
 from actionlinks.mail.hub import headers_of
+from actionlinks.outbox.store import MAX_LISTED
 from actionlinks.web.api_mail import mail_json
 
 if TYPE_CHECKING:
-    import argparse
-
     from actionlinks.outbox.model import Attempt, MessageRecord
     from actionlinks.service import Service
 
@@ -42,6 +42,21 @@ def add_parser(
     show = sub.add_parser("show", help="a mail's state and every attempt")
     show.add_argument("mail_id", metavar="MAIL_ID")
     show.add_argument("--json", action="store_true")
+    listing = sub.add_parser("list", help="mail newest first (--state failed)")
+    listing.add_argument("--state", choices=("pending", "delivered", "failed"))
+    listing.add_argument("--limit", type=_limit, default=20, help="1-100 (20)")
+    listing.add_argument("--json", action="store_true")
+    resend = sub.add_parser("resend", help="send a mail again now (same link)")
+    resend.add_argument("mail_id", metavar="MAIL_ID")
+    resend.add_argument("--json", action="store_true")
+
+
+def _limit(text: str) -> int:
+    if not (text.isascii() and text.isdigit()) or not 1 <= int(text) <= MAX_LISTED:
+        raise argparse.ArgumentTypeError(
+            f"must be a whole number from 1 to {MAX_LISTED}"
+        )
+    return int(text)
 
 
 def _lines(record: MessageRecord) -> list[str]:
@@ -75,6 +90,27 @@ async def run_mail(service: Service, args: argparse.Namespace) -> int:
                 f"{record.message.message_id}: stored for {args.to}; the running "
                 "service sends it ('actionlinks serve')"
             )
+        return 0
+    if args.mail_command == "list":
+        found = await service.mail.messages(state=args.state, limit=args.limit)
+        if args.json:
+            print(json.dumps([mail_json(r, full=False) for r in found], indent=2))
+            return 0
+        for record in found:
+            shown = mail_json(record, full=False)
+            print(
+                f"{shown['id']}  {shown['action']}  {shown['to']}  {shown['state']}  "
+                f"{shown['created_at']}"
+            )
+        if not found:
+            print("no mail" + (f" in state {args.state}" if args.state else ""))
+        return 0
+    if args.mail_command == "resend":
+        record = await service.mail.resend(args.mail_id)
+        if args.json:
+            print(json.dumps(mail_json(record, full=False), indent=2, sort_keys=True))
+        else:
+            print(f"{args.mail_id}: sent again by the running service, same link")
         return 0
     record = await service.mail.message(args.mail_id)
     if args.json:

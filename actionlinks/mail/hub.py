@@ -28,6 +28,7 @@ from actionlinks.errors import (
 from actionlinks.mail.delivery import CHANNEL
 from actionlinks.mail.message import check_address, compose, parse_mailbox
 from actionlinks.outbox.model import Message
+from actionlinks.outbox.store import MAX_LISTED
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping
@@ -37,7 +38,7 @@ if TYPE_CHECKING:
     from actionlinks.clock import Clock
     from actionlinks.mail.dkim import DkimSigner
     from actionlinks.mail.templates import MailTemplates, RenderedMail
-    from actionlinks.outbox.model import MessageRecord
+    from actionlinks.outbox.model import MessageRecord, MessageState
     from actionlinks.outbox.schedule import RetryPolicy
     from actionlinks.outbox.store import Outbox
     from actionlinks.registry import ActionRegistry
@@ -205,6 +206,47 @@ class MailHub:
         if found is None or found.message.channel != CHANNEL:
             raise NotFoundError("no mail with this id", what="mail")
         return found
+
+    async def messages(
+        self,
+        *,
+        state: MessageState | None = None,
+        limit: int = MAX_LISTED,
+        before: str | None = None,
+    ) -> list[MessageRecord]:
+        """Mail newest first, by state (``failed``: the dead letters).
+
+        Raises:
+            InvalidArgumentError: ``before`` is not the id of a mail.
+        """
+        if before is not None:
+            try:
+                await self.message(before)
+            except NotFoundError as exc:
+                raise InvalidArgumentError(
+                    "'before' is not a mail's id", field="before"
+                ) from exc
+        return await self._outbox.list(
+            channel=CHANNEL,
+            state=state,
+            limit=max(1, min(limit, MAX_LISTED)),
+            before=before,
+        )
+
+    async def resend(self, message_id: str) -> MessageRecord:
+        """Send the mail again now: the same bytes, ``Message-ID`` and link.
+
+        One being sent right now is left to that attempt.
+
+        Raises:
+            NotFoundError: no such mail.
+        """
+        await self.message(message_id)
+        await self._outbox.redeliver(
+            message_id, destinations=None, at=self._clock.now()
+        )
+        self._wake()
+        return await self.message(message_id)
 
     async def recipient(self, token_id: str) -> str | None:
         """Where the mail of link ``token_id`` went, if the service sent one."""

@@ -23,7 +23,7 @@ from actionlinks.web.api import (
     read_json,
     text_field,
 )
-from actionlinks.web.api_webhooks import attempt_json
+from actionlinks.web.api_webhooks import PageQuery, attempt_json
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
@@ -84,10 +84,22 @@ class MailRoutes:
                 name=f"{ROUTE_PREFIX}mail.send",
             ),
             Route(
+                "/v1/emails",
+                self._guard(self.list_mails, "mail:read mail:send"),
+                methods=["GET"],
+                name=f"{ROUTE_PREFIX}mail.list",
+            ),
+            Route(
                 "/v1/emails/{id}",
                 self._guard(self.mail, "mail:read mail:send"),
                 methods=["GET"],
                 name=f"{ROUTE_PREFIX}mail.mail",
+            ),
+            Route(
+                "/v1/emails/{id}/resend",
+                self._guard(self.resend, "mail:send"),
+                methods=["POST"],
+                name=f"{ROUTE_PREFIX}mail.resend",
             ),
         ]
 
@@ -115,3 +127,24 @@ class MailRoutes:
         """GET /v1/emails/{id}: its state and every attempt."""
         record = await self._hub().message(request.path_params["id"])
         return JSONResponse(mail_json(record), headers=NO_STORE)
+
+    async def list_mails(self, request: Request, caller: ActionClaims) -> Response:
+        """GET /v1/emails?state=failed&limit=&before=: newest first."""
+        page = PageQuery.of(request)
+        found = await self._hub().messages(
+            state=page.state, limit=page.limit, before=page.before
+        )
+        return JSONResponse(
+            {
+                "emails": [mail_json(r, full=False) for r in found],
+                "next": page.next(found),
+            },
+            headers=NO_STORE,
+        )
+
+    async def resend(self, request: Request, caller: ActionClaims) -> Response:
+        """POST /v1/emails/{id}/resend: send it again now, same bytes (202)."""
+        record = await self._hub().resend(request.path_params["id"])
+        return JSONResponse(
+            mail_json(record, full=False), status_code=202, headers=NO_STORE
+        )

@@ -9,6 +9,7 @@ in the answers that create them (registration, rotation).
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from starlette.responses import JSONResponse, Response
@@ -43,6 +44,36 @@ _STATES: dict[str, MessageState] = {
 _LIMIT = re.compile(r"[1-9][0-9]{0,2}")
 _ENDPOINT_FIELDS = frozenset({"url", "event_types", "jwt_header"})
 _MESSAGE_FIELDS = frozenset({"event_type", "payload", "endpoint_id", "id"})
+
+
+@dataclass(frozen=True, slots=True)
+class PageQuery:
+    """``?state=&limit=&before=`` of a listing of messages, checked."""
+
+    state: MessageState | None
+    limit: int
+    before: str | None
+
+    @classmethod
+    def of(cls, request: Request) -> PageQuery:
+        """The query of ``request``.
+
+        Raises:
+            RequestError: 422 on a state or limit out of range.
+        """
+        query = request.query_params
+        state_text = query.get("state")
+        state = None if state_text is None else _STATES.get(state_text)
+        if state_text is not None and state is None:
+            raise invalid("state", f"'state' is one of {', '.join(_STATES)}")
+        limit_text = query.get("limit", str(MAX_LISTED))
+        if not _LIMIT.fullmatch(limit_text) or int(limit_text) > MAX_LISTED:
+            raise invalid("limit", f"'limit' is 1-{MAX_LISTED}")
+        return cls(state, int(limit_text), query.get("before"))
+
+    def next(self, found: list[MessageRecord]) -> str | None:
+        """The ``before`` of the next page, if the page was full."""
+        return found[-1].message.message_id if len(found) == self.limit else None
 
 
 def endpoint_json(record: EndpointRecord, *, full: bool = False) -> dict[str, Any]:
@@ -235,25 +266,14 @@ class WebhookRoutes:
 
     async def list_messages(self, request: Request, caller: ActionClaims) -> Response:
         """GET /v1/webhooks/messages?state=failed&limit=&before=: newest first."""
-        query = request.query_params
-        state_text = query.get("state")
-        state = None if state_text is None else _STATES.get(state_text)
-        if state_text is not None and state is None:
-            raise invalid("state", f"'state' is one of {', '.join(_STATES)}")
-        limit_text = query.get("limit", str(MAX_LISTED))
-        if not _LIMIT.fullmatch(limit_text) or int(limit_text) > MAX_LISTED:
-            raise invalid("limit", f"'limit' is 1-{MAX_LISTED}")
+        page = PageQuery.of(request)
         found = await self._hub().messages(
-            state=state,
-            limit=int(limit_text),
-            before=query.get("before"),
+            state=page.state, limit=page.limit, before=page.before
         )
         return JSONResponse(
             {
                 "messages": [message_json(r, full=False) for r in found],
-                "next": found[-1].message.message_id
-                if len(found) == int(limit_text)
-                else None,
+                "next": page.next(found),
             },
             headers=NO_STORE,
         )

@@ -168,6 +168,24 @@ def _mail_paths(
                 "Mail",
                 errors(401, 403, 413, 415, 422, 503),
                 body=json_body("MailRequest"),
+            ),
+            "get": _operation(
+                "listMail",
+                "Mail newest first; ?state=pending|delivered|failed (the dead "
+                "letters), ?limit=1-100, ?before=<id> pages (mail:read or mail:send)",
+                200,
+                None,
+                errors(401, 403, 422, 503),
+            ),
+        },
+        "/v1/emails/{id}/resend": {
+            "post": _operation(
+                "resendMail",
+                "Send a mail again now, the same bytes and link (mail:send)",
+                202,
+                "Mail",
+                errors(401, 403, 404, 503),
+                path_id=True,
             )
         },
         "/v1/emails/{id}": {

@@ -13,6 +13,7 @@ import json
 import os
 import re
 import signal
+import subprocess
 import time
 
 import dkim
@@ -21,7 +22,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
 from mailsink import MailSink, Received
-from servers import Receiver, ServeProcess
+from servers import SCRIPT, Receiver, ServeProcess
 
 from actionlinks.webhooks import generate_secret
 
@@ -281,8 +282,10 @@ def test_a_deferred_mail_is_delivered_once_on_the_next_attempt(serve):
     assert "Greylisted" in shown["history"][0]["response"]
 
 
-def test_a_refused_mail_fails_and_is_not_retried(serve):
-    """550 at RCPT: failed after one attempt, the reply kept, nothing tried again."""
+def test_a_refused_mail_fails_is_not_retried_and_can_be_resent(serve):
+    """550 at RCPT: failed after one attempt, the reply kept, nothing tried
+    again; listed among the dead letters; resent by hand, it arrives with the
+    same Message-ID and link."""
     with MailSink(replies=[("RCPT", "550 5.1.1 No such mailbox")]) as sink:
         server = serve(sink)
         api = MailApi(server)
@@ -290,7 +293,15 @@ def test_a_refused_mail_fails_and_is_not_retried(serve):
         shown = api.wait_for(sent["id"], "failed")
         time.sleep(2.5)  # the schedule would have tried twice more by now
         again = api.mail(sent["id"])
-    assert sink.received == []
+        assert sink.received == []
+        dead = api.client.get("/v1/emails", params={"state": "failed"}).json()
+        assert [m["id"] for m in dead["emails"]] == [sent["id"]]
+        resent = api.client.post(f"/v1/emails/{sent['id']}/resend")
+        assert resent.status_code == 202
+        [received] = sink.wait_for(1)
+        final = api.wait_for(sent["id"], "delivered")
+    assert received.message["Message-ID"] == final["message_id"]
+    assert [a["status"] for a in final["history"]] == [550, 250]
     assert again["attempts"] == 1
     assert again["next_attempt_at"] is None
     assert shown["history"][0]["status"] == 550
@@ -417,6 +428,23 @@ def test_the_cli_sends_a_mail_that_the_running_service_delivers(serve):
     assert link not in shown
     as_json = json.loads(server.cli("mail", "show", mail_id, "--json").stdout)
     assert as_json["state"] == "delivered"
+    listed = server.cli("mail", "list", "--state", "delivered").stdout
+    assert f"{mail_id}  invite  bob@example.org  delivered" in listed
+    assert (
+        "no mail in state failed"
+        in server.cli("mail", "list", "--state", "failed").stdout
+    )
+    assert "sent again" in server.cli("mail", "resend", mail_id).stdout
+    unknown = subprocess.run(
+        [str(SCRIPT), "mail", "show", "em_nope"],
+        env=server.env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert unknown.returncode == 2
+    assert "no mail with this id" in unknown.stderr
+    assert "Traceback" not in unknown.stderr
 
 
 def test_bad_requests_get_typed_errors_and_send_nothing(serve):

@@ -330,3 +330,37 @@ def test_a_broken_mail_template_in_the_home_stops_the_service(tmp_path, clock):
     (folder / "body.txt").write_text("{{ url }} {% if %}")
     with pytest.raises(ConfigurationError, match="magic-signin"):
         Service(settings, clock=clock, store=MemoryStore(clock=clock))
+
+
+async def test_mail_is_listed_apart_from_webhooks_and_resent_under_its_id(
+    hub, store, clock
+):
+    """The mail listing shows mail only, pages by a mail's id, and resend makes
+    a delivered mail due again with its attempts kept."""
+    mailer, _, woken = hub
+    hook = Message(
+        message_id="msg_1",
+        channel="webhook",
+        kind="x.y",
+        body=b"{}",
+        created_at=clock.now(),
+    )
+    await store.outbox.enqueue(hook, ["ep_1"], due_at=clock.now())
+    first = await mailer.send("invite", to="a@example.org", subject="u1")
+    second = await mailer.send("invite", to="b@example.org", subject="u2")
+    listed = await mailer.messages()
+    assert [r.message.message_id for r in listed] == [
+        second.message.message_id,
+        first.message.message_id,
+    ]
+    page = await mailer.messages(before=second.message.message_id)
+    assert [r.message.message_id for r in page] == [first.message.message_id]
+    with pytest.raises(InvalidArgumentError):
+        await mailer.messages(before="msg_1")
+    with pytest.raises(NotFoundError):
+        await mailer.resend("msg_1")
+    woken.clear()
+    again = await mailer.resend(first.message.message_id)
+    assert again.deliveries[0].state == "pending"
+    assert again.deliveries[0].next_attempt_at == clock.now()
+    assert woken == [1]

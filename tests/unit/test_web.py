@@ -398,7 +398,7 @@ def test_jwks_health_metrics_and_openapi(service, client):
         for method in operations
     }
     assert described == served
-    assert len(served) == 15
+    assert len(served) == 17
 
 
 def test_static_stylesheet_is_served(client):
