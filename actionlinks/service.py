@@ -403,6 +403,10 @@ class Service:
                 else:  # signals reach only the main thread's event loop
                     _log.info("not in the main thread: SIGHUP will not reload keys")
             await stopping.wait()
+            if self._deliver:  # attempts in flight finish and are recorded
+                async with anyio.create_task_group() as draining:
+                    draining.start_soon(self._worker.drain)
+                    draining.start_soon(self._mail_worker.drain)
             tasks.cancel_scope.cancel()
 
     @staticmethod

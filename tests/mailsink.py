@@ -8,6 +8,7 @@ and started again on the same port (a server down, then back).
 
 from __future__ import annotations
 
+import asyncio
 import email
 import email.policy
 import ipaddress
@@ -58,6 +59,7 @@ class MailSink:
     port: int = field(default_factory=free_port)
     received: list[Received] = field(default_factory=list)
     sessions: int = 0
+    hold: float = 0.0  # seconds between taking a mail and answering 250
     refused_logins: int = 0
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _controller: Any = None
@@ -85,6 +87,7 @@ class MailSink:
             self.received.append(
                 Received(envelope.mail_from, list(envelope.rcpt_tos), envelope.content)
             )
+        await asyncio.sleep(self.hold)
         return "250 2.0.0 OK queued"
 
     def _scripted(self, stage: str) -> str | None:

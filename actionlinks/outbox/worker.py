@@ -7,10 +7,12 @@ leases while the attempts run, records every attempt with what came of it,
 and schedules the next one from the
 :class:`~actionlinks.outbox.schedule.RetryPolicy`. It wakes when this process
 accepts a message, when an attempt ends, when the next one is due, and every
-``POLL`` (messages accepted by another process). Stopped, it gives its
-leases back; killed, its leases lapse and any worker takes the deliveries
-over. Delivery is at least once: an attempt that succeeded just before a crash
-is made again.
+``POLL`` (messages accepted by another process). Asked to :meth:`drain`
+(the service closing), it claims nothing more and lets the attempts in flight
+finish, for up to ``DRAIN``: a restart does not cut a mail off between the
+server's 250 and its record. Stopped, it gives its leases back; killed, its
+leases lapse and any worker takes the deliveries over. Delivery is at least
+once: an attempt that succeeded just before a crash is made again.
 """
 
 from __future__ import annotations
@@ -47,6 +49,8 @@ POLL = timedelta(seconds=1)
 """How often the outbox is looked at without being woken."""
 RETENTION = timedelta(days=30)
 """How long a message with nothing pending is kept, with its attempts."""
+DRAIN = timedelta(seconds=10)
+"""How long a draining worker lets the attempts in flight finish."""
 PURGE_EVERY = timedelta(hours=1)
 PURGE_BATCH = 1000
 """The most messages one purge transaction forgets (the stores' batch)."""
@@ -114,6 +118,8 @@ class OutboxWorker:
         self._in_flight: dict[str, int] = {}
         self._wakeup: anyio.Event | None = None
         self._last_purge: datetime | None = None
+        self._draining = False
+        self._settled: anyio.Event | None = None
 
     def __repr__(self) -> str:
         """Name the channel and the holder."""
@@ -124,8 +130,21 @@ class OutboxWorker:
         if self._wakeup is not None:
             self._wakeup.set()
 
+    async def drain(self, grace: timedelta = DRAIN) -> None:
+        """Claim nothing more; return once the attempts in flight are recorded.
+
+        At most ``grace``; what is still in flight then is cancelled by the
+        caller (and its claims given back) as usual.
+        """
+        self._draining = True
+        with anyio.move_on_after(grace.total_seconds()):
+            while self._held:
+                self._settled = anyio.Event()
+                await self._settled.wait()
+
     async def run(self) -> None:
         """Deliver until cancelled; then give the leases back."""
+        self._draining = False
         try:
             async with anyio.create_task_group() as tasks:
                 tasks.start_soon(self._renew_forever)
@@ -149,7 +168,7 @@ class OutboxWorker:
             _log.warning("claims not given back, they lapse in %s: %s", LEASE, exc)
 
     async def _fill(self, tasks: TaskGroup) -> None:
-        while (free := self._concurrency - len(self._held)) > 0:
+        while not self._draining and (free := self._concurrency - len(self._held)) > 0:
             busy = {d for d, n in self._in_flight.items() if n >= self._per_destination}
             try:
                 claimed = await self._outbox.claim(
@@ -243,6 +262,8 @@ class OutboxWorker:
             self._in_flight[destination] -= 1
             if not self._in_flight[destination]:
                 del self._in_flight[destination]
+            if self._settled is not None and not self._held:
+                self._settled.set()
             self.wake()
 
     async def _record(self, delivery: Delivery, result: AttemptResult) -> None:

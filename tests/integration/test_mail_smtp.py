@@ -13,17 +13,20 @@ import email.policy
 from datetime import UTC, datetime, timedelta
 
 import anyio
+import anyio.to_thread
 import pytest
 from mailsink import MailSink, self_signed
 
 from actionlinks.clock import SystemClock
 from actionlinks.errors import MailDeliveryError
+from actionlinks.home import initialize
 from actionlinks.mail import MailTemplates, compose
 from actionlinks.mail import smtp as smtp_module
 from actionlinks.mail.delivery import MailDeliverer
 from actionlinks.mail.smtp import Mailer, SmtpServer
 from actionlinks.outbox.model import Delivery, Message
-from actionlinks.settings import Secret
+from actionlinks.service import Service
+from actionlinks.settings import Secret, Settings
 
 pytestmark = pytest.mark.integration
 
@@ -237,3 +240,26 @@ def test_the_smtp_settings_build_the_server_without_showing_the_password(tmp_pat
     assert server.local_hostname == "acme.test"
     assert "hunter2" not in repr(server) + repr(Mailer(server))
     assert server.timeout == timedelta(seconds=30).total_seconds()
+
+
+async def test_closing_the_service_lets_the_mail_in_flight_finish_once(tmp_path):
+    """The service closes (a restart) while the server is taking a mail: the
+    attempt finishes and is recorded, so the restarted service does not send
+    it a second time."""
+    with MailSink(hold=0.5) as sink:
+        env = {
+            "ACTIONLINKS_HOME": str(tmp_path),
+            "ACTIONLINKS_SMTP_HOST": "127.0.0.1",
+            "ACTIONLINKS_SMTP_PORT": str(sink.port),
+        }
+        settings = Settings.from_env(env)
+        initialize(settings, clock=SystemClock())
+        async with Service(settings, log_warnings=False) as service:
+            sent = await service.mail.send("invite", to="a@example.org", subject="u")
+            await anyio.to_thread.run_sync(sink.wait_for, 1)
+        async with Service(settings, log_warnings=False) as service:
+            await anyio.sleep(1.5)  # time enough to send anything pending again
+            record = await service.mail.message(sent.message.message_id)
+    assert record.state == "delivered"
+    assert record.deliveries[0].attempts == 1
+    assert len(sink.received) == 1

@@ -356,3 +356,33 @@ async def test_a_long_purge_never_holds_up_delivery(outbox, clock):
         tasks.start_soon(worker(SlowPurge(outbox), script, clock).run)
         await until(lambda: _is(outbox, "delivered"), seconds=5)
         tasks.cancel_scope.cancel()
+
+
+async def test_a_draining_worker_finishes_its_attempts_and_claims_no_more(
+    outbox, clock
+):
+    """drain(): the attempt in flight ends and is recorded (not released to be
+    made again); nothing new is claimed; a hung attempt is given up at the
+    grace."""
+    script = Script(clock, [], hold=0.2)
+    await enqueue(outbox, clock, "msg_1")
+    delivering = worker(outbox, script, clock)
+    async with anyio.create_task_group() as tasks:
+        tasks.start_soon(delivering.run)
+        await until(lambda: _seen(script))
+        await enqueue(outbox, clock, "msg_2")
+        delivering.wake()
+        await delivering.drain(timedelta(seconds=30))
+        tasks.cancel_scope.cancel()
+    assert (await outbox.read("msg_1")).deliveries[0].state == "delivered"
+    assert (await outbox.read("msg_2")).deliveries[0].attempts == 0
+    assert [seen for seen, _ in script.seen] == ["msg_1"]
+    hung = Script(clock, [], hold=60)
+    stuck = worker(outbox, hung, clock)
+    async with anyio.create_task_group() as tasks:
+        tasks.start_soon(stuck.run)
+        await until(lambda: _seen(hung))
+        with anyio.fail_after(5):
+            await stuck.drain(timedelta(milliseconds=50))
+        tasks.cancel_scope.cancel()
+    assert (await outbox.read("msg_2")).deliveries[0].state == "pending"
