@@ -26,7 +26,7 @@ from actionlinks.errors import (
     NotRenewableError,
 )
 from actionlinks.mail.delivery import CHANNEL
-from actionlinks.mail.message import check_address, compose, parse_mailbox
+from actionlinks.mail.message import MAX_LINE, check_address, compose, parse_mailbox
 from actionlinks.outbox.model import Message
 from actionlinks.outbox.store import MAX_LISTED
 
@@ -171,7 +171,7 @@ class MailHub:
             reply_to=self._reply_to,
             headers=headers,
         )
-        body = composed.as_bytes(policy=email.policy.SMTP)
+        body = composed.as_bytes()
         if self._dkim is not None:
             body = self._dkim.sign(body)
         message_id = MAIL_ID_PREFIX + link.claims.token_id
@@ -306,6 +306,12 @@ class MailHub:
                 UNSUBSCRIBE, subject=link.claims.subject
             )
             url = unsubscribe.url
+        if len(url) > MAX_LINE - len("List-Unsubscribe: <>"):
+            raise InvalidArgumentError(
+                "the unsubscribe link is too long for a List-Unsubscribe header; "
+                "send less data",
+                field="data",
+            )
         return {
             "List-Unsubscribe": f"<{url}>",
             "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",

@@ -8,6 +8,7 @@ break in one could otherwise start a header of its own.
 
 from __future__ import annotations
 
+import email.policy
 from email.errors import HeaderParseError
 from email.headerregistry import Address
 from email.message import EmailMessage
@@ -23,7 +24,11 @@ if TYPE_CHECKING:
     from actionlinks.mail.templates import RenderedMail
 
 MAX_LINE = 998
-"""The longest line of a message body (RFC 5322), without its CRLF."""
+"""The longest line of a message (RFC 5322), without its CRLF."""
+POLICY = email.policy.SMTP.clone(max_line_length=MAX_LINE)
+"""CRLF line ends; headers folded only past 998 octets: a long header with no
+space in it (``List-Unsubscribe: <https://…>``) would otherwise be folded into
+RFC 2047 encoded words, which no mail provider reads as a URL."""
 MAX_ADDRESS = 254
 """The longest address (RFC 5321's path limit, less the brackets)."""
 
@@ -86,7 +91,7 @@ def compose(  # noqa: PLR0913 - a mail's parts, each named
     """
     check_address(to)
     name, address = parse_mailbox(sender)
-    message = EmailMessage()
+    message = EmailMessage(policy=POLICY)
     message["From"] = Address(display_name=name, addr_spec=address)
     message["To"] = to
     if reply_to is not None:
@@ -99,15 +104,18 @@ def compose(  # noqa: PLR0913 - a mail's parts, each named
         message[name] = value
     message.set_content(mail.text, cte=transfer_encoding(mail.text))
     message.add_alternative(mail.html, subtype="html", cte=transfer_encoding(mail.html))
+    for part in message.iter_parts():
+        del part["MIME-Version"]  # the message's own is the one that counts
     return message
 
 
 def transfer_encoding(text: str) -> str:
     """``7bit`` when every line may be sent as it is, else ``quoted-printable``.
 
-    Sent as it is, the link in the text part stays whole in the raw message
-    too (a log, a terminal, a client that shows the source); quoted-printable
-    would fold it with ``=`` at 76 columns.
+    Sent as it is, ASCII text keeps the link whole in the raw message too (a
+    log, a terminal, a client that shows the source). Text with other
+    characters is quoted-printable, which any server takes (8bit needs the
+    server's ``8BITMIME``); mail clients decode it, link and all.
     """
     if text.isascii() and all(len(line) <= MAX_LINE for line in text.splitlines()):
         return "7bit"

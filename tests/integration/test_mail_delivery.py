@@ -186,6 +186,8 @@ def test_only_list_mail_carries_rfc_8058_headers_and_one_click_unsubscribes(serv
                 assert header not in message, (action, header)
         own = received["list@example.org"]
         assert own.message["List-Unsubscribe"] == f"<{link_in(own, server.base_url)}>"
+        wire = f"List-Unsubscribe: <{link_in(own, server.base_url)}>\r\n".encode()
+        assert wire in own.raw
         assert own.message["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
         assert own.message["List-Id"] == "<unsubscribe.acme.test>"
         other = received["digest@example.org"]

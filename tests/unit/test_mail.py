@@ -135,7 +135,7 @@ def test_the_raw_text_part_keeps_the_link_whole_on_one_line():
     quoted-printable, still decoding to the same text."""
     mail = MailTemplates().render("invite", context(action="invite"))
     raw = compose(mail, sender="a@example.com", to="b@example.org", now=WHEN)
-    assert URL.encode() + b"\n" in raw.as_bytes()
+    assert b"\r\n" + URL.encode() + b"\r\n" in raw.as_bytes()
     accented = MailTemplates().render("invite", context(action="invite"))
     accented = type(accented)(
         subject="Été", text=accented.text + "Café\n", html=accented.html

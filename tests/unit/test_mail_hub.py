@@ -158,7 +158,12 @@ async def test_list_headers_only_on_list_mail(hub):
     """unsubscribe: its own link; a list_mail action: a fresh unsubscribe link
     for the same subject; transactional mail: none."""
     mailer, registry, _ = hub
-    own = parsed(await mailer.send("unsubscribe", to="a@example.org", subject="u1"))
+    record = await mailer.send("unsubscribe", to="a@example.org", subject="u1")
+    own = parsed(record)
+    # On the wire as it is: one line, no RFC 2047 encoded words.
+    raw = f"\r\nList-Unsubscribe: {own['List-Unsubscribe']}\r\n".encode()
+    assert raw in record.message.body
+    assert b"=?utf-8?" not in record.message.body
     assert own["List-Unsubscribe"].startswith(f"<{BASE}/a/")
     assert own["List-Unsubscribe"].strip("<>") in own.get_body(("plain",)).get_content()
     digest = parsed(await mailer.send("digest", to="a@example.org", subject="u2"))
@@ -167,6 +172,11 @@ async def test_list_headers_only_on_list_mail(hub):
     claims = registry.verify(target.rsplit("/", 1)[1], action="unsubscribe")
     assert claims.subject == "u2"
     assert digest["List-Id"] == "<digest.acme.test>"
+    with pytest.raises(InvalidArgumentError) as raised:
+        await mailer.send(
+            "unsubscribe", to="a@example.org", subject="u", data={"x": "y" * 900}
+        )
+    assert raised.value.field == "data"
     reset = parsed(await mailer.send("password-reset", to="a@example.org", subject="u"))
     assert "List-Unsubscribe" not in reset
     assert "List-Id" not in reset
