@@ -116,7 +116,10 @@ class MailHub:
                 with no one-click unsubscribe action to put in its headers.
         """
         for action in self._registry.actions.values():
-            self._templates.render(action.name, self._context(action, _SAMPLE_URL))
+            # Any data a template reads is there: what a request must carry is
+            # checked per request (a 422 on data), not here.
+            context = {**self._context(action, _SAMPLE_URL), "data": _AnyData()}
+            self._templates.render(action.name, context)
             if action.list_mail and not action.one_click:
                 unsubscribe = self._registry.actions.get(UNSUBSCRIBE)
                 if unsubscribe is None or not unsubscribe.one_click:
@@ -317,6 +320,24 @@ class MailHub:
             "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
             "List-Id": f"<{action.name}.{self._list_domain}>",
         }
+
+
+class _AnyData(dict[str, Any]):
+    """Sample data that has every key, at any depth, rendered as ``sample``."""
+
+    def __getattr__(self, name: str) -> _AnyData:
+        if name.startswith("__"):
+            raise AttributeError(name)
+        return _AnyData()
+
+    def __missing__(self, key: str) -> _AnyData:
+        return _AnyData()
+
+    def __call__(self, *_: object, **__: object) -> _AnyData:
+        return _AnyData()
+
+    def __str__(self) -> str:
+        return "sample"
 
 
 class MailRenewal:

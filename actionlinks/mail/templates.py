@@ -78,7 +78,7 @@ class MailTemplates:
             html = self._pick(self._html, action, "body.html").render(
                 {**context, "subject": _one_line(subject)}
             )
-        except jinja2.TemplateError as exc:
+        except Exception as exc:  # a template's own code may raise anything
             raise ConfigurationError(
                 f"the mail templates of {action} do not render: {exc}"
             ) from exc

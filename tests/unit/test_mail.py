@@ -145,3 +145,18 @@ def test_the_raw_text_part_keeps_the_link_whole_on_one_line():
     parsed = email.message_from_bytes(folded.as_bytes(), policy=email.policy.default)
     assert "Café" in parsed.get_body(("plain",)).get_content()
     assert URL in parsed.get_body(("plain",)).get_content().splitlines()
+
+
+@pytest.mark.parametrize(
+    "body", ["{{ 1 / data.zero }}", "{{ data.items[5] }}", "{{ url.nothing() }}"]
+)
+def test_a_template_raising_anything_is_a_configuration_error(tmp_path, body):
+    """Whatever a template's code raises (division, index, a call), render
+    names the action with a ConfigurationError, never a bare exception."""
+    folder = tmp_path / "email" / "invite"
+    folder.mkdir(parents=True)
+    (folder / "body.txt").write_text(body)
+    with pytest.raises(ConfigurationError, match="invite"):
+        MailTemplates(tmp_path).render(
+            "invite", context(action="invite", data={"zero": 0, "items": []})
+        )
