@@ -17,6 +17,8 @@ import email.parser
 import email.policy
 from typing import TYPE_CHECKING, Any
 
+import anyio
+
 from actionlinks.clock import human_instant
 from actionlinks.errors import (
     ConfigurationError,
@@ -26,7 +28,13 @@ from actionlinks.errors import (
     NotRenewableError,
 )
 from actionlinks.mail.delivery import CHANNEL
-from actionlinks.mail.message import MAX_LINE, check_address, compose, parse_mailbox
+from actionlinks.mail.message import (
+    MAX_LINE,
+    check_address,
+    compose,
+    parse_mailbox,
+    to_bytes,
+)
 from actionlinks.outbox.model import Message
 from actionlinks.outbox.store import MAX_LISTED
 
@@ -152,7 +160,12 @@ class MailHub:
         # cost a link (nor revoke the subject's earlier ones).
         self._render(declared, _SAMPLE_URL, data)
         link = await self._registry.mint(action, subject=subject, ttl=ttl, data=data)
-        return await self.send_link(link, to=to)
+        try:
+            return await self.send_link(link, to=to)
+        except InvalidArgumentError:  # the mail could not be written: no link
+            with anyio.CancelScope(shield=True):
+                await self._registry.revoke(link.claims.token_id)
+            raise
 
     async def send_link(self, link: Link, *, to: str) -> MessageRecord:
         """Store the mail that carries ``link`` to ``to``.
@@ -174,9 +187,14 @@ class MailHub:
             reply_to=self._reply_to,
             headers=headers,
         )
-        body = composed.as_bytes()
+        body = to_bytes(composed)
         if self._dkim is not None:
-            body = self._dkim.sign(body)
+            try:
+                body = self._dkim.sign(body)
+            except ConfigurationError as exc:  # the key signed at start: the data
+                raise InvalidArgumentError(
+                    "the mail cannot be signed with this data", field="data"
+                ) from exc
         message_id = MAIL_ID_PREFIX + link.claims.token_id
         message = Message(
             message_id=message_id,

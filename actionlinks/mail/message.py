@@ -9,6 +9,7 @@ break in one could otherwise start a header of its own.
 from __future__ import annotations
 
 import email.policy
+import unicodedata
 from email.errors import HeaderParseError
 from email.headerregistry import Address
 from email.message import EmailMessage
@@ -29,6 +30,7 @@ POLICY = email.policy.SMTP.clone(max_line_length=MAX_LINE)
 """CRLF line ends; headers folded only past 998 octets: a long header with no
 space in it (``List-Unsubscribe: <https://…>``) would otherwise be folded into
 RFC 2047 encoded words, which no mail provider reads as a URL."""
+_LINE_BREAKS = frozenset("\r\n\t\v\f\x85\u2028\u2029")
 MAX_ADDRESS = 254
 """The longest address (RFC 5321's path limit, less the brackets)."""
 
@@ -97,7 +99,7 @@ def compose(  # noqa: PLR0913 - a mail's parts, each named
     if reply_to is not None:
         reply_name, reply_address = parse_mailbox(reply_to, field="reply_to")
         message["Reply-To"] = Address(display_name=reply_name, addr_spec=reply_address)
-    message["Subject"] = mail.subject
+    message["Subject"] = header_text(mail.subject)
     message["Date"] = format_datetime(now)
     message["Message-ID"] = make_msgid(domain=address.rpartition("@")[2])
     for name, value in (headers or {}).items():
@@ -107,6 +109,49 @@ def compose(  # noqa: PLR0913 - a mail's parts, each named
     for part in message.iter_parts():
         del part["MIME-Version"]  # the message's own is the one that counts
     return message
+
+
+def header_text(text: str) -> str:
+    """``text`` made safe as an unstructured header: one line, inert.
+
+    Control codes and line separators go. An RFC 2047 encoded word in the
+    text (``=?utf-8?q?…?=``) is broken by a word joiner so that it stays text:
+    CPython before 3.13 decoded such words while writing the header, CR/LF
+    included, which let data start headers of its own (CVE-2024-6923).
+    """
+    kept = "".join(
+        " " if c in _LINE_BREAKS else c
+        for c in text
+        if c in _LINE_BREAKS or unicodedata.category(c) != "Cc"
+    )
+    return kept.replace("=?", "=\u2060?")
+
+
+def to_bytes(message: EmailMessage) -> bytes:
+    """The message as sent, its header block checked to hold what was set.
+
+    Raises:
+        InvalidArgumentError: it cannot be written, or writing it would add,
+            drop or split a header (``field`` is ``data``, whence the text came).
+    """
+    try:
+        raw = message.as_bytes()
+    except (UnicodeError, ValueError, TypeError) as exc:
+        raise InvalidArgumentError(
+            "the mail cannot be written from this data", field="data"
+        ) from exc
+    head = raw.split(b"\r\n\r\n", 1)[0].split(b"\r\n")
+    written = sorted(
+        line.split(b":", 1)[0].decode("ascii", "replace").lower()
+        for line in head
+        if line[:1] not in (b" ", b"\t")
+    )
+    if written != sorted(name.lower() for name in message.keys()):  # noqa: SIM118 - headers, not a dict
+        raise InvalidArgumentError(
+            "the mail's headers would not be the ones set; check the data",
+            field="data",
+        )
+    return raw
 
 
 def transfer_encoding(text: str) -> str:

@@ -160,3 +160,21 @@ def test_a_template_raising_anything_is_a_configuration_error(tmp_path, body):
         MailTemplates(tmp_path).render(
             "invite", context(action="invite", data={"zero": 0, "items": []})
         )
+
+
+def test_a_written_header_block_that_differs_from_what_was_set_is_refused(
+    monkeypatch,
+):
+    """Defence in depth: should the email package ever write a header that was
+    not set (an injection), the mail is refused on 'data'."""
+    from actionlinks.mail.message import to_bytes
+
+    mail = MailTemplates().render("invite", context(action="invite"))
+    message = compose(mail, sender="a@example.com", to="b@example.org", now=WHEN)
+    raw = message.as_bytes()
+    assert to_bytes(message) == raw
+    injected = raw.replace(b"\r\nDate:", b"\r\nBcc: eve@example.org\r\nDate:", 1)
+    monkeypatch.setattr(type(message), "as_bytes", lambda self: injected)
+    with pytest.raises(InvalidArgumentError) as raised:
+        to_bytes(message)
+    assert raised.value.field == "data"

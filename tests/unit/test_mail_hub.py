@@ -374,3 +374,73 @@ async def test_mail_is_listed_apart_from_webhooks_and_resent_under_its_id(
     assert again.deliveries[0].state == "pending"
     assert again.deliveries[0].next_attempt_at == clock.now()
     assert woken == [1]
+
+
+@pytest.mark.parametrize(
+    "title",
+    [
+        "=?utf-8?q?Weekly=0D=0AReply-To:_attacker@evil.example=0D=0A?=",
+        "=?utf-8?b?V2Vla2x5DQpCY2M6IGV2ZUBldmlsLmV4YW1wbGU=?=",
+        "😀=??b?0Autf8?=",
+        "Hi\x00there\x1b[31m\x07",
+    ],
+)
+async def test_no_data_can_add_a_header_or_a_control_code_to_the_subject(
+    store, clock, issuer, tmp_path, title
+):
+    """RFC 2047 encoded words in data are not decoded into a header break
+    (CPython before 3.13 did, CVE-2024-6923); control codes are dropped; the
+    mail keeps exactly its own headers and is stored."""
+    folder = tmp_path / "email" / "invite"
+    folder.mkdir(parents=True)
+    (folder / "subject.txt").write_text("News: {{ data.title }}")
+    mailer, _, _ = make_hub(store, clock, issuer, overrides=tmp_path)
+    record = await mailer.send(
+        "invite", to="a@example.org", subject="u", data={"title": title}
+    )
+    head = record.message.body.split(b"\r\n\r\n", 1)[0]
+    names = [line.split(b":", 1)[0] for line in head.split(b"\r\n") if line[:1] != b" "]
+    assert sorted(names) == sorted(
+        [
+            b"From",
+            b"To",
+            b"Reply-To",
+            b"Subject",
+            b"Date",
+            b"Message-ID",
+            b"MIME-Version",
+            b"Content-Type",
+        ]
+    )
+    subject = parsed(record)["Subject"]
+    assert subject.startswith("News: ")
+    assert not any(ord(c) < 32 for c in subject)
+
+
+async def test_a_mail_that_cannot_be_written_revokes_the_link_it_minted(
+    hub, store, monkeypatch
+):
+    """The link minted for a mail that then fails to be written is revoked:
+    no working link exists without its mail."""
+    import actionlinks.mail.hub as hub_module
+
+    mailer, _, _ = hub
+    minted = []
+    mint = ActionRegistry.mint
+
+    async def keep(self, *args, **kwargs):
+        link = await mint(self, *args, **kwargs)
+        minted.append(link)
+        return link
+
+    def refuse(message):
+        raise InvalidArgumentError("cannot be written", field="data")
+
+    monkeypatch.setattr(ActionRegistry, "mint", keep)
+    monkeypatch.setattr(hub_module, "to_bytes", refuse)
+    with pytest.raises(InvalidArgumentError):
+        await mailer.send("invite", to="a@example.org", subject="u")
+    [link] = minted
+    status = await store.links.status(link.claims.token_id)
+    assert status.state == "revoked"
+    assert await mailer.messages() == []
