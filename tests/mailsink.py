@@ -72,6 +72,14 @@ class MailSink:
             self.sessions += 1
         return responses
 
+    async def handle_MAIL(self, server, session, envelope, address, mail_options):  # noqa: N802
+        scripted = self._scripted("MAIL")
+        if scripted:
+            return scripted
+        envelope.mail_from = address
+        envelope.mail_options.extend(mail_options)
+        return "250 2.1.0 OK"
+
     async def handle_RCPT(self, server, session, envelope, address, rcpt_options):  # noqa: N802
         scripted = self._scripted("RCPT")
         if scripted:

@@ -7,20 +7,27 @@ connections already open. A connection left idle for a while is checked with
 ``NOOP`` before it is used again, and dropped if the server closed it: a mail
 is never half-sent on a stale connection. Every failure is a
 :class:`~actionlinks.errors.MailDeliveryError` that says whether it is
-permanent: a 5xx refusal at ``MAIL``, ``RCPT`` or ``DATA`` is; a 4xx, a
-timeout, a refused connection, a failed login or TLS handshake are not (they
-are about the server, not the mail).
+permanent: a 5xx refusal of the recipient (``RCPT``) or of the content
+(``DATA``) is; a 4xx, a timeout, a refused connection, a failed login or TLS
+handshake, a refused sender (``MAIL``) or a demand to log in are not: they
+are about the service's settings or the server, not the mail, and the mail
+goes once they are mended.
+
+The answer to the mail's final dot is awaited for ``FINAL_TIMEOUT`` (ten
+minutes, as RFC 5321 §4.5.3.2.6 asks): a server that is slow to take a mail
+must not be sent it again because the client gave up first.
 """
 
 from __future__ import annotations
 
+import ipaddress
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import aiosmtplib
 import anyio
 
-from actionlinks.errors import MailDeliveryError
+from actionlinks.errors import ConfigurationError, MailDeliveryError
 from actionlinks.mail.message import parse_mailbox
 
 if TYPE_CHECKING:
@@ -31,15 +38,14 @@ CONNECTIONS = 4
 (``ACTIONLINKS_SMTP_CONNECTIONS``)."""
 TIMEOUT = 30.0
 """Seconds allowed for connecting and for each SMTP command."""
+FINAL_TIMEOUT = 600.0
+"""Seconds allowed for the answer to the mail's final dot (RFC 5321)."""
+_LOGIN_NEEDED = frozenset({530, 535, 538})
+"""Replies that mean the server wants (another) login, wherever they come."""
 IDLE_CHECK = 5.0
 """A connection idle this many seconds is checked (NOOP) before it is used."""
 IDLE_CLOSE = 60.0
 """A connection idle this long is closed rather than checked."""
-_PERMANENT_STAGES = (
-    aiosmtplib.SMTPSenderRefused,
-    aiosmtplib.SMTPRecipientRefused,
-    aiosmtplib.SMTPDataError,
-)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -63,6 +69,22 @@ class SmtpServer:
     password: Secret | None = field(default=None, repr=False)
     timeout: float = TIMEOUT
     local_hostname: str = "localhost"
+
+    def __post_init__(self) -> None:
+        """Refuse to send a password in clear text off this machine.
+
+        Raises:
+            ConfigurationError: a login without TLS to another host.
+        """
+        if (
+            self.username is not None
+            and self.tls == "none"
+            and not _is_loopback(self.host)
+        ):
+            raise ConfigurationError(
+                "the SMTP login would cross the network in clear text: set "
+                "ACTIONLINKS_SMTP_TLS=starttls (or tls, for port 465)"
+            )
 
     @classmethod
     def from_settings(cls, settings: Settings) -> SmtpServer:
@@ -119,16 +141,10 @@ class Mailer:
         async with self._slots:
             connection = await self._take()
             try:
-                _, reply = await connection.client.sendmail(
-                    sender, [recipient], message
-                )
-            except aiosmtplib.SMTPRecipientsRefused as exc:
+                reply = await _transact(connection.client, sender, recipient, message)
+            except aiosmtplib.SMTPResponseException as exc:
                 self._keep(connection)  # the envelope was reset: still good
-                refusal = exc.recipients[0]
-                raise _refused(refusal.code, refusal.message, at="RCPT") from exc
-            except _PERMANENT_STAGES as exc:
-                self._keep(connection)
-                raise _refused(exc.code, exc.message, at="MAIL/DATA") from exc
+                raise _refused(exc) from exc
             except (aiosmtplib.SMTPException, OSError, TimeoutError) as exc:
                 await _close(connection)
                 raise _failed("the connection failed during the mail", exc) from exc
@@ -191,13 +207,57 @@ class Mailer:
         return _Connection(client, anyio.current_time())
 
 
-def _refused(code: int, reply: str, *, at: str) -> MailDeliveryError:
-    permanent = 500 <= code < 600
-    kind = "refused" if permanent else "deferred"
+async def _transact(
+    client: aiosmtplib.SMTP, sender: str, recipient: str, message: bytes
+) -> str:
+    """One mail: MAIL, RCPT, DATA; the envelope is reset after a refusal."""
+    if client.is_ehlo_or_helo_needed:
+        await client.ehlo()
+    options = [f"SIZE={len(message)}"] if client.supports_extension("size") else []
+    try:
+        await client.mail(sender, options=options)
+        await client.rcpt(recipient)
+        response = await client.data(message, timeout=FINAL_TIMEOUT)
+    except aiosmtplib.SMTPResponseException:
+        with anyio.move_on_after(TIMEOUT):
+            try:
+                await client.rset()
+            except (aiosmtplib.SMTPException, OSError, TimeoutError):
+                client.close()  # not reusable: dropped by the caller
+        raise
+    return response.message
+
+
+def _is_loopback(host: str) -> bool:
+    if host.lower().rstrip(".") == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def _refused(exc: aiosmtplib.SMTPResponseException) -> MailDeliveryError:
+    code = exc.code
+    if isinstance(exc, aiosmtplib.SMTPSenderRefused):
+        stage, about_mail = "MAIL", False  # the sender, as the settings give it
+    elif isinstance(exc, aiosmtplib.SMTPRecipientRefused):
+        stage, about_mail = "RCPT", code not in _LOGIN_NEEDED
+    elif isinstance(exc, aiosmtplib.SMTPDataError):
+        stage, about_mail = "DATA", code not in _LOGIN_NEEDED
+    else:  # EHLO
+        stage, about_mail = "EHLO", False
+    permanent = about_mail and 500 <= code < 600
+    if permanent:
+        what = "refused the mail"
+    elif 500 <= code < 600:
+        what = "refused the sender or wants a login (check the SMTP settings)"
+    else:
+        what = "deferred the mail"
     return MailDeliveryError(
-        f"the server {kind} the mail at {at}: {code}",
+        f"the server {what} at {stage}: {code}",
         reply_code=code,
-        reply=reply,
+        reply=exc.message,
         permanent=permanent,
     )
 

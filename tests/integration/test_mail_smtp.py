@@ -263,3 +263,60 @@ async def test_closing_the_service_lets_the_mail_in_flight_finish_once(tmp_path)
     assert record.state == "delivered"
     assert record.deliveries[0].attempts == 1
     assert len(sink.received) == 1
+
+
+@pytest.mark.parametrize(
+    ("stage", "reply"),
+    [
+        ("MAIL", "553 5.7.1 Sender address rejected: not owned by user"),
+        ("MAIL", "530 5.7.0 Authentication required"),
+        ("RCPT", "530 5.7.0 Authentication required"),
+    ],
+)
+async def test_a_refused_sender_or_a_missing_login_is_retried_not_failed(stage, reply):
+    """5xx about the service's settings (the sender, a login), not the mail:
+    tried again, so the mail goes once the settings are mended."""
+    with MailSink(replies=[(stage, reply)]) as sink:
+        mailer = mailer_for(sink)
+        refused = await attempt(mailer)
+        taken = await attempt(mailer)
+        await mailer.aclose()
+    assert refused.outcome == "retry"
+    assert refused.attempt.status == int(reply[:3])
+    assert "check the SMTP settings" in refused.attempt.error
+    assert taken.outcome == "delivered"
+    assert len(sink.received) == 1
+
+
+async def test_a_slow_answer_to_the_final_dot_is_awaited_not_sent_twice():
+    """The server takes a second to answer the mail's end, longer than the
+    command timeout: the client waits (RFC 5321's ten minutes) and the mail
+    arrives once."""
+    with MailSink(hold=1.0) as sink:
+        mailer = Mailer(SmtpServer(host="127.0.0.1", port=sink.port, timeout=0.3))
+        result = await attempt(mailer)
+        await mailer.aclose()
+    assert result.outcome == "delivered"
+    assert len(sink.received) == 1
+
+
+async def test_no_answer_to_the_final_dot_at_all_is_a_retry(monkeypatch):
+    """Past the final timeout the outcome is unknown: tried again (at least
+    once), never failed."""
+    monkeypatch.setattr(smtp_module, "FINAL_TIMEOUT", 0.2)
+    with MailSink(hold=1.0) as sink:
+        result = await attempt(mailer_for(sink))
+    assert result.outcome == "retry"
+    assert result.attempt.status is None
+
+
+@pytest.mark.parametrize("host", ["smtp.example.com", "10.0.0.5"])
+def test_a_login_without_tls_off_this_machine_is_refused(host):
+    """The password would cross the network in clear text."""
+    from actionlinks.errors import ConfigurationError
+
+    with pytest.raises(ConfigurationError, match="clear text"):
+        SmtpServer(host=host, port=587, username="u", password=Secret("p"))
+    for local in ("localhost", "127.0.0.1", "::1"):
+        SmtpServer(host=local, port=25, username="u", password=Secret("p"))
+    SmtpServer(host=host, port=587, tls="starttls", username="u", password=Secret("p"))
