@@ -57,7 +57,8 @@ from actionlinks.mail.message import parse_mailbox
 from actionlinks.mail.smtp import Mailer, SmtpServer
 from actionlinks.mail.templates import MailTemplates
 from actionlinks.outbox import OutboxWorker, RetryPolicy
-from actionlinks.registry import ActionRegistry
+from actionlinks.outbox.worker import RETENTION
+from actionlinks.registry import RENEWAL_WINDOW, ActionRegistry
 from actionlinks.stores import store_from_url
 from actionlinks.tokens import TokenIssuer
 from actionlinks.webhooks import PublicOnlyTransport, is_private_literal
@@ -195,6 +196,13 @@ class Service:
             policy=mail_policy,
             concurrency=8 * connections,  # claimed in batches, sent as connections free
             per_destination=connections,
+            # Kept while its link may still be renewed (to the same address).
+            retention=max(
+                RETENTION,
+                max(a.purpose.max_ttl for a in self.registry.actions.values())
+                + RENEWAL_WINDOW
+                + timedelta(days=1),
+            ),
         )
         self.mail = MailHub(
             registry=self.registry,

@@ -133,8 +133,8 @@ class Outbox(Protocol):
         """
         ...
 
-    async def purge(self, *, before: datetime) -> int:
-        """Forget messages created before ``before`` with nothing pending.
+    async def purge(self, *, channel: str, before: datetime) -> int:
+        """Forget ``channel``'s messages created before ``before``, nothing pending.
 
         At most 1000 at a time; returns how many (call again while it is 1000).
         """

@@ -48,7 +48,8 @@ LEASE = timedelta(seconds=20)
 POLL = timedelta(seconds=1)
 """How often the outbox is looked at without being woken."""
 RETENTION = timedelta(days=30)
-"""How long a message with nothing pending is kept, with its attempts."""
+"""How long a message with nothing pending is kept, with its attempts (by
+default; the mail is kept as long as its link may be renewed)."""
 DRAIN = timedelta(seconds=10)
 """How long a draining worker lets the attempts in flight finish."""
 PURGE_EVERY = timedelta(hours=1)
@@ -92,6 +93,7 @@ class OutboxWorker:
         policy: when a failed delivery is tried again.
         concurrency: the most attempts in flight.
         per_destination: the most attempts in flight to one destination.
+        retention: how long a finished message is kept.
     """
 
     def __init__(  # noqa: PLR0913 - keyword-only collaborators and bounds
@@ -104,6 +106,7 @@ class OutboxWorker:
         policy: RetryPolicy,
         concurrency: int = 64,
         per_destination: int = 10,
+        retention: timedelta = RETENTION,
     ) -> None:
         """Prepare; :meth:`run` works."""
         self._outbox = outbox
@@ -113,6 +116,7 @@ class OutboxWorker:
         self._policy = policy
         self._concurrency = concurrency
         self._per_destination = per_destination
+        self._retention = retention
         self.holder = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
         self._held: dict[int, str] = {}  # delivery id -> destination
         self._in_flight: dict[str, int] = {}
@@ -232,7 +236,12 @@ class OutboxWorker:
         self._last_purge = now
         try:
             # In batches (one write transaction each) until none is left.
-            while await self._outbox.purge(before=now - RETENTION) >= PURGE_BATCH:
+            while (
+                await self._outbox.purge(
+                    channel=self._channel, before=now - self._retention
+                )
+                >= PURGE_BATCH
+            ):
                 await anyio.lowlevel.checkpoint()
         except LedgerUnavailableError as exc:
             _log.warning("old messages not purged: %s", exc)

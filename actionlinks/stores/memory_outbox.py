@@ -255,12 +255,13 @@ class MemoryOutbox:
             default=None,
         )
 
-    async def purge(self, *, before: datetime) -> int:
-        """Forget messages created before ``before`` with nothing pending."""
+    async def purge(self, *, channel: str, before: datetime) -> int:
+        """Forget ``channel``'s messages created before ``before``, nothing pending."""
         gone = [
             message_id
             for message_id, (message, ids) in self._messages.items()
-            if message.created_at < before
+            if message.channel == channel
+            and message.created_at < before
             and all(self._deliveries[i].state != "pending" for i in ids)
         ][:1000]
         for message_id in gone:

@@ -394,17 +394,17 @@ class SqliteOutbox:
         )
         return None if row is None else instant(row[0])
 
-    async def purge(self, *, before: datetime) -> int:
-        """Forget messages created before ``before`` with nothing pending."""
+    async def purge(self, *, channel: str, before: datetime) -> int:
+        """Forget ``channel``'s messages created before ``before``, nothing pending."""
 
         def write(connection: sqlite3.Connection) -> int:
             seqs = [
                 (row[0],)
                 for row in connection.execute(
-                    "SELECT seq FROM outbox_messages m WHERE created_us < ? AND NOT "
-                    "EXISTS (SELECT 1 FROM outbox_deliveries d WHERE d.message_seq "
-                    "= m.seq AND d.state = 'pending') LIMIT 1000",
-                    (micros(before),),
+                    "SELECT seq FROM outbox_messages m WHERE channel = ? AND "
+                    "created_us < ? AND NOT EXISTS (SELECT 1 FROM outbox_deliveries "
+                    "d WHERE d.message_seq = m.seq AND d.state = 'pending') LIMIT 1000",
+                    (channel, micros(before)),
                 )
             ]
             connection.executemany(

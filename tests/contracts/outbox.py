@@ -351,9 +351,27 @@ class OutboxContract:
         assert await outbox.next_due("mail") == mail.created_at
 
     async def test_purge_forgets_old_finished_messages_only(self, outbox, clock):
-        """Old messages with nothing pending go; pending ones stay however old."""
+        """Old messages of the channel with nothing pending go; pending ones
+        stay however old; another channel's are its own worker's to purge."""
         await outbox.enqueue(message(clock, "msg_done"), ["ep_a"], due_at=clock.now())
         await outbox.enqueue(message(clock, "msg_wait"), ["ep_a"], due_at=clock.now())
+        mail = message(clock, "em_done", channel="mail")
+        await outbox.enqueue(mail, ["a@example.org"], due_at=clock.now())
+        [sent] = await outbox.claim(
+            channel="mail",
+            holder="w1",
+            limit=1,
+            per_destination=1,
+            skip=(),
+            lease=LEASE,
+        )
+        await outbox.record(
+            sent.delivery_id,
+            holder="w1",
+            attempt=attempt(clock, status=250),
+            state="delivered",
+            next_attempt_at=None,
+        )
         [taken, _] = await claim(outbox)
         await outbox.record(
             taken.delivery_id,
@@ -363,9 +381,13 @@ class OutboxContract:
             next_attempt_at=None,
         )
         clock.advance(timedelta(days=31))
-        assert await outbox.purge(before=clock.now() - timedelta(days=30)) == 1
+        cutoff = clock.now() - timedelta(days=30)
+        assert await outbox.purge(channel="webhook", before=cutoff) == 1
         assert await outbox.read("msg_done") is None
         assert await outbox.read("msg_wait") is not None
+        assert await outbox.read("em_done") is not None
+        assert await outbox.purge(channel="mail", before=cutoff) == 1
+        assert await outbox.read("em_done") is None
 
 
 def endpoint(clock, endpoint_id="ep_1", event_types=None):

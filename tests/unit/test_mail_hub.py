@@ -25,7 +25,7 @@ from actionlinks.mail import MailTemplates
 from actionlinks.mail.dkim import DkimSigner
 from actionlinks.mail.hub import MailHub, headers_of
 from actionlinks.mail.message import parse_mailbox
-from actionlinks.outbox import RetryPolicy
+from actionlinks.outbox import Attempt, RetryPolicy
 from actionlinks.outbox.model import Message
 from actionlinks.registry import ActionRegistry
 from actionlinks.service import Service
@@ -444,3 +444,37 @@ async def test_a_mail_that_cannot_be_written_revokes_the_link_it_minted(
     status = await store.links.status(link.claims.token_id)
     assert status.state == "revoked"
     assert await mailer.messages() == []
+
+
+async def test_a_mailed_link_stays_renewable_after_the_outbox_retention(
+    tmp_path, clock
+):
+    """An invite for 30 days, delivered: 31 days on (a day after it expired)
+    the mail worker's purge keeps the mail, so renewal still knows where to
+    send a new link; the webhook retention would have forgotten it."""
+    settings = Settings(home=tmp_path, base_url=BASE, issuer=BASE)
+    initialize(settings, clock=clock)
+    store = MemoryStore(clock=clock)
+    service = Service(settings, clock=clock, store=store, log_warnings=False)
+    sent = await service.mail.send(
+        "invite", to="a@example.org", subject="u", ttl=timedelta(days=30)
+    )
+    [delivery] = await store.outbox.claim(
+        channel="mail",
+        holder="w",
+        limit=1,
+        per_destination=1,
+        skip=(),
+        lease=timedelta(seconds=20),
+    )
+    await store.outbox.record(
+        delivery.delivery_id,
+        holder="w",
+        attempt=Attempt(at=clock.now(), latency=timedelta(0), status=250),
+        state="delivered",
+        next_attempt_at=None,
+    )
+    clock.advance(timedelta(days=31))
+    await service._mail_worker._purge_when_due()
+    jti = sent.message.message_id.removeprefix("em_")
+    assert await service.mail.renewal.renews(jti)

@@ -346,7 +346,7 @@ async def test_a_long_purge_never_holds_up_delivery(outbox, clock):
     """Purging a large backlog runs beside delivery, not before it."""
 
     class SlowPurge(Flaky):
-        async def purge(self, *, before):
+        async def purge(self, *, channel, before):
             await anyio.sleep(60)
             return 0
 
