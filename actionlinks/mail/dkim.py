@@ -13,6 +13,8 @@ from __future__ import annotations
 import base64
 import email.parser
 import importlib
+import os
+import stat
 from typing import TYPE_CHECKING, Any
 
 from cryptography.hazmat.primitives import serialization
@@ -94,11 +96,17 @@ class DkimSigner:
 def _read_key(path: Path) -> tuple[bytes, bytes]:
     try:
         with path.open("rb") as handle:
+            mode = os.fstat(handle.fileno()).st_mode
             pem = handle.read(MAX_KEY_FILE + 1)
     except OSError as exc:
         raise ConfigurationError(
             f"cannot read the DKIM key {path}: {exc.strerror}"
         ) from exc
+    if os.name == "posix" and mode & (stat.S_IRWXG | stat.S_IRWXO):
+        raise ConfigurationError(
+            f"the DKIM key {path} is accessible by group or others "
+            f"(mode {stat.S_IMODE(mode):o}); run 'chmod 600 {path}'"
+        )
     try:
         if len(pem) > MAX_KEY_FILE:
             raise ValueError("too large")  # noqa: TRY301 - one message for every fault

@@ -239,6 +239,7 @@ def write_key(path, key):
             serialization.NoEncryption(),
         )
     )
+    path.chmod(0o600)
     return path
 
 
@@ -259,7 +260,9 @@ def test_the_dkim_signer_signs_what_dkimpy_verifies_and_hides_its_key(tmp_path):
     assert "PRIVATE" not in repr(signer)
 
 
-@pytest.mark.parametrize("fault", ["missing", "garbage", "small", "ec", "locked"])
+@pytest.mark.parametrize(
+    "fault", ["missing", "garbage", "small", "ec", "locked", "readable"]
+)
 def test_an_unusable_dkim_key_is_a_configuration_error(tmp_path, fault):
     """Missing, not PEM, RSA under 2048 bits, another kind, encrypted."""
     path = tmp_path / "key.pem"
@@ -269,6 +272,9 @@ def test_an_unusable_dkim_key_is_a_configuration_error(tmp_path, fault):
         write_key(path, rsa.generate_private_key(public_exponent=65537, key_size=1024))  # noqa: S505 - on purpose
     elif fault == "ec":
         write_key(path, ec.generate_private_key(ec.SECP256R1()))
+    elif fault == "readable":
+        write_key(path, rsa.generate_private_key(public_exponent=65537, key_size=2048))
+        path.chmod(0o644)
     elif fault == "locked":
         key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
         path.write_bytes(
@@ -278,8 +284,11 @@ def test_an_unusable_dkim_key_is_a_configuration_error(tmp_path, fault):
                 serialization.BestAvailableEncryption(b"pw"),
             )
         )
-    with pytest.raises(ConfigurationError, match="DKIM key"):
+    if fault not in ("missing", "readable"):
+        path.chmod(0o600)  # each fault alone
+    with pytest.raises(ConfigurationError, match="DKIM key") as raised:
         DkimSigner(selector="s", domain="acme.test", key_path=path)
+    assert ("chmod 600" in str(raised.value)) == (fault == "readable")
 
 
 def test_mail_settings_are_validated(tmp_path):
