@@ -110,10 +110,25 @@ def test_a_composed_mail_parses_with_both_parts_and_every_header():
         "ada@exa mple.com",
         "a" * 250 + "@example.com",
         7,
+        "a@[127.0.0.1]",
+        "a@127.0.0.1",
+        "a%victim.example@relay.example.com",
+        "a!b@example.com",
+        "a=?utf-8?q?x?=@example.com",
+        '"a b"@example.com',
+        "a..b@example.com",
+        ".a@example.com",
+        "a@b@example.com",
+        "a@-example.com",
+        "a@example.com.",
+        "a@example.123",
+        "adä@example.com",
+        "a@exämple.com",
     ],
 )
 def test_anything_but_one_plain_address_is_refused(address):
-    """One local@domain, no display names, lists or line breaks."""
+    """One local@domain, no display names, lists, line breaks, quoting,
+    source routes (%, !), encoded words or address literals."""
     with pytest.raises(InvalidArgumentError) as caught:
         check_address(address)
     assert caught.value.field == "to"
@@ -125,6 +140,9 @@ def test_plain_addresses_are_accepted():
         "ada@example.org",
         "ada+links@mail.example.co.uk",
         "root@localhost",
+        "o'brien@example.ie",
+        "first.last=tag@sub.example-domain.com",
+        "a@xn--bcher-kva.example",
     ):
         assert check_address(address) == address
 
