@@ -190,20 +190,22 @@ class Mailer:
             timeout=server.timeout,
             use_tls=server.tls == "tls",
             start_tls=server.tls == "starttls",
-            username=server.username,
-            password=None if server.password is None else server.password.reveal(),
             local_hostname=server.local_hostname,
         )
         try:
             await client.connect()
-        except aiosmtplib.SMTPAuthenticationError as exc:
-            await _close(_Connection(client, 0.0))
-            raise _failed("the server refused the login", exc) from exc
         except (aiosmtplib.SMTPException, OSError, TimeoutError) as exc:
             await _close(_Connection(client, 0.0))
             raise _failed(
                 f"cannot connect to {server.host}:{server.port}", exc
             ) from exc
+        if server.username is not None:
+            password = "" if server.password is None else server.password.reveal()
+            try:
+                await client.login(server.username, password)
+            except (aiosmtplib.SMTPException, OSError, TimeoutError) as exc:
+                await _close(_Connection(client, 0.0))
+                raise _failed("the login failed", exc) from exc
         return _Connection(client, anyio.current_time())
 
 
@@ -264,11 +266,15 @@ def _refused(exc: aiosmtplib.SMTPResponseException) -> MailDeliveryError:
 
 def _failed(what: str, exc: BaseException) -> MailDeliveryError:
     code = getattr(exc, "code", None)
-    reply = getattr(exc, "message", "") or str(exc) or type(exc).__name__
+    answered = isinstance(code, int) and code > 0
+    reason = getattr(exc, "message", "") or str(exc) or type(exc).__name__
+    cause = exc if isinstance(exc, OSError) and exc.strerror else exc.__cause__
+    if isinstance(cause, OSError) and cause.strerror:
+        reason = cause.strerror  # not aiosmtplib's restatement of host and port
     return MailDeliveryError(
-        f"{what}: {reply}",
-        reply_code=code if isinstance(code, int) and code > 0 else None,
-        reply=reply,
+        f"{what}: {reason}",
+        reply_code=code if answered else None,
+        reply=reason if answered else "",  # a reply is only what the server said
         permanent=False,
     )
 
