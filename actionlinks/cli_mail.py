@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from typing import TYPE_CHECKING, Any
 
 from actionlinks.cli_webhooks import delivery_lines
@@ -32,13 +33,13 @@ def add_parser(
     sub = mail.add_subparsers(dest="mail_command", required=True)
     send = sub.add_parser("send", help="mint a link and send its mail")
     send.add_argument("action", metavar="ACTION")
-    send.add_argument("--to", required=True, metavar="ADDRESS")
+    send.add_argument("--to", required=True, metavar="ADDRESS", help="one address")
     send.add_argument("--sub", required=True, metavar="SUBJECT", help="who it is for")
     send.add_argument(
         "--ttl", type=duration, help="lifetime, e.g. 15m (default: the action's)"
     )
     send.add_argument("--data", type=json_object, help="app data, a JSON object")
-    send.add_argument("--json", action="store_true")
+    send.add_argument("--json", action="store_true", help="print the API's JSON")
     show = sub.add_parser("show", help="a mail's state and every attempt")
     show.add_argument("mail_id", metavar="MAIL_ID")
     show.add_argument("--json", action="store_true")
@@ -80,41 +81,54 @@ def _answer(attempt: Attempt) -> str:
 async def run_mail(service: Service, args: argparse.Namespace) -> int:
     """Run one ``mail`` subcommand."""
     if args.mail_command == "send":
-        record = await service.mail.send(
-            args.action, to=args.to, subject=args.sub, data=args.data, ttl=args.ttl
-        )
-        if args.json:
-            print(json.dumps(mail_json(record, full=False), indent=2, sort_keys=True))
-        else:
-            print(
-                f"{record.message.message_id}: stored for {args.to}; the running "
-                "service sends it ('actionlinks serve')"
-            )
-        return 0
+        return await _send(service, args)
     if args.mail_command == "list":
-        found = await service.mail.messages(state=args.state, limit=args.limit)
-        if args.json:
-            print(json.dumps([mail_json(r, full=False) for r in found], indent=2))
-            return 0
-        for record in found:
-            shown = mail_json(record, full=False)
-            print(
-                f"{shown['id']}  {shown['action']}  {shown['to']}  {shown['state']}  "
-                f"{shown['created_at']}"
-            )
-        if not found:
-            print("no mail" + (f" in state {args.state}" if args.state else ""))
-        return 0
+        return await _list(service, args)
     if args.mail_command == "resend":
         record = await service.mail.resend(args.mail_id)
-        if args.json:
-            print(json.dumps(mail_json(record, full=False), indent=2, sort_keys=True))
-        else:
-            print(f"{args.mail_id}: sent again by the running service, same link")
-        return 0
-    record = await service.mail.message(args.mail_id)
-    if args.json:
-        print(json.dumps(mail_json(record), indent=2, sort_keys=True))
+        said = f"{args.mail_id}: 'actionlinks serve' sends it again, same link"
     else:
-        print("\n".join(_lines(record)))
+        record = await service.mail.message(args.mail_id)
+        said = "\n".join(_lines(record))
+    if args.json:
+        full = args.mail_command == "show"
+        print(json.dumps(mail_json(record, full=full), indent=2, sort_keys=True))
+    else:
+        print(said)
+    return 0
+
+
+async def _send(service: Service, args: argparse.Namespace) -> int:
+    record = await service.mail.send(
+        args.action, to=args.to, subject=args.sub, data=args.data, ttl=args.ttl
+    )
+    if "smtp_from" not in service.settings.configured:
+        print(
+            f"note: the mail is from {service.settings.smtp_from}: set smtp_from "
+            "in actionlinks.toml, which the service and this command both read",
+            file=sys.stderr,
+        )
+    if args.json:
+        print(json.dumps(mail_json(record, full=False), indent=2, sort_keys=True))
+    else:
+        print(
+            f"{record.message.message_id}: stored for {args.to}; "
+            "'actionlinks serve' sends it (within a second while it runs)"
+        )
+    return 0
+
+
+async def _list(service: Service, args: argparse.Namespace) -> int:
+    found = await service.mail.messages(state=args.state, limit=args.limit)
+    if args.json:
+        print(json.dumps([mail_json(r, full=False) for r in found], indent=2))
+        return 0
+    for record in found:
+        shown = mail_json(record, full=False)
+        print(
+            f"{shown['id']}  {shown['action']}  {shown['to']}  {shown['state']}  "
+            f"{shown['created_at']}"
+        )
+    if not found:
+        print("no mail" + (f" in state {args.state}" if args.state else ""))
     return 0

@@ -436,7 +436,7 @@ def test_the_cli_sends_a_mail_that_the_running_service_delivers(serve):
         "no mail in state failed"
         in server.cli("mail", "list", "--state", "failed").stdout
     )
-    assert "sent again" in server.cli("mail", "resend", mail_id).stdout
+    assert "sends it again" in server.cli("mail", "resend", mail_id).stdout
     unknown = subprocess.run(
         [str(SCRIPT), "mail", "show", "em_nope"],
         env=server.env,
@@ -447,6 +447,16 @@ def test_the_cli_sends_a_mail_that_the_running_service_delivers(serve):
     assert unknown.returncode == 2
     assert "no mail with this id" in unknown.stderr
     assert "Traceback" not in unknown.stderr
+    # Without smtp_from where the CLI reads it, it says whom the mail is from.
+    bare = {k: v for k, v in server.env.items() if k != "ACTIONLINKS_SMTP_FROM"}
+    noted = subprocess.run(
+        [str(SCRIPT), "mail", "send", "invite", "--to", "c@example.org", "--sub", "9"],
+        env=bare,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert "note: the mail is from actionlinks@localhost" in noted.stderr
 
 
 def test_bad_requests_get_typed_errors_and_send_nothing(serve):
