@@ -56,8 +56,11 @@ def listen(host: str, port: int) -> socket.socket:
         raise ConfigurationError(
             f"cannot listen on {host[:64]!r}: the host does not resolve"
         ) from exc
-    family, kind, protocol, _, address = found[0]
-    sock = socket.socket(family, kind, protocol)
+    family, kind, _, _, address = found[0]
+    # Named TCP: asyncio sets TCP_NODELAY only on sockets whose protocol says
+    # so, and accepted ones inherit it, in every worker process. Without it
+    # Nagle's algorithm meets delayed ACKs and a keep-alive request waits 40 ms.
+    sock = socket.socket(family, kind, socket.IPPROTO_TCP)
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind(address)
