@@ -214,6 +214,7 @@ class Service:
             policy=mail_policy,
             dkim=_dkim_signer(settings),
             wake=self._mail_worker.wake,
+            links=self.store.links,
         )
         self._given_client = http_client
         self._http: httpx.AsyncClient | None = None

@@ -68,7 +68,7 @@ class MailDeliverer:
             if exc.permanent:
                 _log.warning("mail %s refused for good: %s", message_id, exc)
             else:
-                _log.info("mail %s not sent, tried again later: %s", message_id, exc)
+                _log.info("mail %s not sent this time: %s", message_id, exc)
             attempt = Attempt(
                 at=at,
                 latency=latency,

@@ -22,6 +22,7 @@ import anyio
 from actionlinks.clock import human_instant
 from actionlinks.errors import (
     ConfigurationError,
+    ConflictError,
     InvalidArgumentError,
     LedgerUnavailableError,
     NotFoundError,
@@ -44,6 +45,7 @@ if TYPE_CHECKING:
 
     from actionlinks.actions import Action, Link
     from actionlinks.clock import Clock
+    from actionlinks.links import LinkStore
     from actionlinks.mail.dkim import DkimSigner
     from actionlinks.mail.templates import MailTemplates, RenderedMail
     from actionlinks.outbox.model import MessageRecord, MessageState
@@ -72,11 +74,13 @@ class MailHub:
         policy: the mail retry schedule (its first wait delays the first try).
         dkim: signs each mail, when DKIM is on.
         wake: tells this process's mail worker that a mail is waiting.
+        links: the link status store (a mail whose link is dead is not resent).
     """
 
     __slots__ = (
         "_clock",
         "_dkim",
+        "_links",
         "_list_domain",
         "_outbox",
         "_policy",
@@ -99,6 +103,7 @@ class MailHub:
         policy: RetryPolicy,
         dkim: DkimSigner | None = None,
         wake: Callable[[], None] = lambda: None,
+        links: LinkStore | None = None,
     ) -> None:
         """Keep the collaborators."""
         self._registry = registry
@@ -111,6 +116,7 @@ class MailHub:
         self._policy = policy
         self._dkim = dkim
         self._wake = wake
+        self._links = links
 
     def __repr__(self) -> str:
         """Name the hub."""
@@ -120,14 +126,24 @@ class MailHub:
         """Render every action's mail once, so a broken template stops start-up.
 
         Raises:
-            ConfigurationError: a template that does not render, or list mail
-                with no one-click unsubscribe action to put in its headers.
+            ConfigurationError: a template that does not render or leaves the
+                link out, or list mail with no one-click unsubscribe action to
+                put in its headers.
         """
         for action in self._registry.actions.values():
             # Any data a template reads is there: what a request must carry is
             # checked per request (a 422 on data), not here.
             context = {**self._context(action, _SAMPLE_URL), "data": _AnyData()}
-            self._templates.render(action.name, context)
+            mail = self._templates.render(action.name, context)
+            if _SAMPLE_URL not in (line.strip() for line in mail.text.splitlines()):
+                raise ConfigurationError(
+                    f"the {action.name} mail's body.txt must put {{{{ url }}}} on a "
+                    "line of its own"
+                )
+            if _SAMPLE_URL not in mail.html:
+                raise ConfigurationError(
+                    f"the {action.name} mail's body.html must link to {{{{ url }}}}"
+                )
             if action.list_mail and not action.one_click:
                 unsubscribe = self._registry.actions.get(UNSUBSCRIBE)
                 if unsubscribe is None or not unsubscribe.one_click:
@@ -261,13 +277,28 @@ class MailHub:
 
         Raises:
             NotFoundError: no such mail.
+            ConflictError: its link was used (one-time), revoked or expired:
+                resending would deliver a dead link; send a new mail.
         """
         await self.message(message_id)
+        await self._check_link_lives(message_id.removeprefix(MAIL_ID_PREFIX))
         await self._outbox.redeliver(
             message_id, destinations=None, at=self._clock.now()
         )
         self._wake()
         return await self.message(message_id)
+
+    async def _check_link_lives(self, token_id: str) -> None:
+        status = None if self._links is None else await self._links.status(token_id)
+        if status is None:  # not journaled: nothing says it is dead
+            return
+        action = self._registry.actions.get(status.action)
+        spent = status.state == "used" and (action is None or action.one_time)
+        if spent or status.state in ("revoked", "expired"):
+            raise ConflictError(
+                f"its link was {status.state}: send a new mail instead",
+                code="link_unusable",
+            )
 
     async def recipient(self, token_id: str) -> str | None:
         """Where the mail of link ``token_id`` went, if the service sent one."""

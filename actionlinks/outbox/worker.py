@@ -307,3 +307,15 @@ class OutboxWorker:
             _log.info(
                 "claim on %s lapsed during the attempt", delivery.message.message_id
             )
+        elif result.outcome == "retry" and next_at is None:
+            attempt = result.attempt
+            _log.warning(
+                "%s %s to %s failed for good: the retry schedule is spent after %d "
+                "attempts (last: %s); it is listed with state=failed and can be "
+                "sent again",
+                self._channel,
+                delivery.message.message_id,
+                delivery.destination,
+                delivery.attempts + 1,
+                attempt.error or attempt.status,
+            )

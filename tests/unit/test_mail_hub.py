@@ -16,6 +16,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from actionlinks.actions import DEFAULT_ACTIONS, Action
 from actionlinks.errors import (
     ConfigurationError,
+    ConflictError,
     InvalidArgumentError,
     NotFoundError,
     NotRenewableError,
@@ -61,6 +62,7 @@ def make_hub(store, clock, issuer, *, actions=None, overrides=None, dkim=None):
         policy=RetryPolicy([timedelta(seconds=2), timedelta(seconds=30)]),
         dkim=dkim,
         wake=lambda: woken.append(1),
+        links=store.links,
     )
     return hub, registry, woken
 
@@ -487,3 +489,42 @@ async def test_a_mailed_link_stays_renewable_after_the_outbox_retention(
     await service._mail_worker._purge_when_due()
     jti = sent.message.message_id.removeprefix("em_")
     assert await service.mail.renewal.renews(jti)
+
+
+async def test_a_mail_whose_link_is_dead_is_not_resent(hub, clock):
+    """Revoked, or expired: resending would deliver a dead link; 409
+    link_unusable, the mail left as it was."""
+    mailer, registry, _ = hub
+    revoked = await mailer.send("invite", to="a@example.org", subject="u1")
+    await registry.revoke(revoked.message.message_id.removeprefix("em_"))
+    expiring = await mailer.send(
+        "invite", to="b@example.org", subject="u2", ttl=timedelta(hours=1)
+    )
+    clock.advance(timedelta(hours=2))
+    for record, state in ((revoked, "revoked"), (expiring, "expired")):
+        with pytest.raises(ConflictError, match=state) as raised:
+            await mailer.resend(record.message.message_id)
+        assert raised.value.code == "link_unusable"
+    live = await mailer.send("invite", to="c@example.org", subject="u3")
+    assert (await mailer.resend(live.message.message_id)).state == "pending"
+
+
+@pytest.mark.parametrize(
+    ("part", "text", "said"),
+    [
+        ("body.txt", "Hello, click the button.", "body.txt must put"),
+        ("body.txt", "Your link: {{ url }}", "body.txt must put"),
+        ("body.html", "<p>Hello</p>", "body.html must link"),
+    ],
+)
+def test_an_override_that_leaves_the_link_out_stops_start_up(
+    store, clock, issuer, tmp_path, part, text, said
+):
+    """A mail without its link, or with the link inside a sentence of the text
+    part, is found at start."""
+    folder = tmp_path / "email" / "invite"
+    folder.mkdir(parents=True)
+    (folder / part).write_text(text)
+    mailer, _, _ = make_hub(store, clock, issuer, overrides=tmp_path)
+    with pytest.raises(ConfigurationError, match=said):
+        mailer.check()

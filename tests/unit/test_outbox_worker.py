@@ -117,8 +117,11 @@ async def _is(outbox, state, message_id="msg_1"):
     return await state_of(outbox, message_id) == state
 
 
-async def test_a_delivery_that_spends_its_schedule_fails_and_is_listed(outbox, clock):
-    """Every attempt of the schedule failed: a dead letter, listed as failed."""
+async def test_a_delivery_that_spends_its_schedule_fails_and_is_listed(
+    outbox, clock, caplog
+):
+    """Every attempt of the schedule failed: a dead letter, listed as failed,
+    and said at WARNING."""
     script = Script(clock, ["retry"] * 10)
     await enqueue(outbox, clock)
     async with anyio.create_task_group() as tasks:
@@ -128,6 +131,10 @@ async def test_a_delivery_that_spends_its_schedule_fails_and_is_listed(outbox, c
     assert len(script.seen) == 2
     failed = await outbox.list(channel="webhook", state="failed", limit=10, before=None)
     assert [r.message.message_id for r in failed] == ["msg_1"]
+    [said] = [r for r in caplog.records if "failed for good" in r.getMessage()]
+    assert said.levelname == "WARNING"
+    assert "webhook msg_1 to ep_a" in said.getMessage()
+    assert "after 2 attempts" in said.getMessage()
 
 
 async def test_a_410_style_failure_is_not_retried(outbox, clock):
