@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import email.policy
 import re
+import secrets
 import unicodedata
 from email.errors import HeaderParseError
 from email.headerregistry import Address
 from email.message import EmailMessage
-from email.utils import format_datetime, make_msgid
+from email.utils import format_datetime
 from typing import TYPE_CHECKING
 
 from actionlinks.errors import InvalidArgumentError
@@ -31,6 +32,9 @@ POLICY = email.policy.SMTP.clone(max_line_length=MAX_LINE)
 """CRLF line ends; headers folded only past 998 octets: a long header with no
 space in it (``List-Unsubscribe: <https://…>``) would otherwise be folded into
 RFC 2047 encoded words, which no mail provider reads as a URL."""
+_WIRE_LINES = re.compile(r"\r\n|\r|\n")
+_NOT_7BIT = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+"""Control codes 7bit text may not carry (RFC 2045); CR, LF and TAB may."""
 _LINE_BREAKS = frozenset("\r\n\t\v\f\x85\u2028\u2029")
 MAX_ADDRESS = 254
 _ATOM = r"[A-Za-z0-9#$&'*+/=?^_`{|}~-]+"
@@ -109,13 +113,19 @@ def compose(  # noqa: PLR0913 - a mail's parts, each named
         message["Reply-To"] = Address(display_name=reply_name, addr_spec=reply_address)
     message["Subject"] = header_text(mail.subject)
     message["Date"] = format_datetime(now)
-    message["Message-ID"] = make_msgid(domain=address.rpartition("@")[2])
+    # From secrets, not random: a Message-ID or boundary that can be predicted
+    # lets data close a part early and add one of its own.
+    message["Message-ID"] = f"<{secrets.token_hex(16)}@{address.rpartition('@')[2]}>"
     for name, value in (headers or {}).items():
         message[name] = value
     message.set_content(mail.text, cte=transfer_encoding(mail.text))
     message.add_alternative(mail.html, subtype="html", cte=transfer_encoding(mail.html))
     for part in message.iter_parts():
         del part["MIME-Version"]  # the message's own is the one that counts
+    boundary = f"=_{secrets.token_hex(16)}"  # "=_" never starts a 7bit or QP line
+    if boundary in mail.text or boundary in mail.html:  # pragma: no cover - 2**-128
+        raise InvalidArgumentError("the mail's parts hold its boundary", field="data")
+    message.set_boundary(boundary)
     return message
 
 
@@ -170,6 +180,11 @@ def transfer_encoding(text: str) -> str:
     characters is quoted-printable, which any server takes (8bit needs the
     server's ``8BITMIME``); mail clients decode it, link and all.
     """
-    if text.isascii() and all(len(line) <= MAX_LINE for line in text.splitlines()):
+    lines = _WIRE_LINES.split(text)  # what ends a line on the wire, no more
+    if (
+        text.isascii()
+        and not _NOT_7BIT.search(text)
+        and all(len(line) <= MAX_LINE for line in lines)
+    ):
         return "7bit"
     return "quoted-printable"

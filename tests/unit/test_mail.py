@@ -196,3 +196,36 @@ def test_a_written_header_block_that_differs_from_what_was_set_is_refused(
     with pytest.raises(InvalidArgumentError) as raised:
         to_bytes(message)
     assert raised.value.field == "data"
+
+
+def test_boundary_and_message_id_cannot_be_predicted_from_random():
+    """They come from secrets: reseeding the random module (whose state a
+    reader of enough mails could recover) does not repeat them, so no data can
+    be written to close a part and open one of its own."""
+    import random
+
+    mail = MailTemplates().render("invite", context(action="invite"))
+    seen = set()
+    for _ in range(2):
+        random.seed(7)
+        message = compose(mail, sender="a@example.com", to="b@example.org", now=WHEN)
+        seen.add((message.get_boundary(), message["Message-ID"]))
+    assert len(seen) == 2
+    boundary, message_id = seen.pop()
+    assert boundary.startswith("=_")
+    assert len(boundary) == 34
+    assert message_id.endswith("@example.com>")
+
+
+@pytest.mark.parametrize(
+    "extra", ["<" * 600 + "\x0b" + "<" * 600, "nul\x00byte", "<" * 1000]
+)
+def test_text_that_7bit_cannot_carry_goes_quoted_printable(extra):
+    """A line over 998 octets on the wire (a vertical tab does not end one) or
+    a control code makes the part quoted-printable, which any server takes."""
+    mail = MailTemplates().render("invite", context(action="invite"))
+    mail = type(mail)(subject=mail.subject, text=mail.text + extra, html=mail.html)
+    raw = compose(mail, sender="a@example.com", to="b@example.org", now=WHEN)
+    text = raw.as_bytes().split(b"\r\n\r\n", 2)[1]
+    assert b"quoted-printable" in text
+    assert all(len(line) <= 998 for line in raw.as_bytes().split(b"\r\n"))
