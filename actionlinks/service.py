@@ -194,7 +194,9 @@ class Service:
             channel=MAIL_CHANNEL,
             clock=self.clock,
             policy=mail_policy,
-            concurrency=8 * connections,  # claimed in batches, sent as connections free
+            # No more claims than connections: a claimed mail is being sent, never
+            # waiting here while another process could send it.
+            concurrency=connections,
             per_destination=connections,
             # Kept while its link may still be renewed (to the same address).
             retention=max(

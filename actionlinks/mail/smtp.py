@@ -40,6 +40,8 @@ TIMEOUT = 30.0
 """Seconds allowed for connecting and for each SMTP command."""
 FINAL_TIMEOUT = 600.0
 """Seconds allowed for the answer to the mail's final dot (RFC 5321)."""
+CLOSE_TIMEOUT = 2.0
+"""Seconds a closing mailer waits for its idle connections' QUIT."""
 _LOGIN_NEEDED = frozenset({530, 535, 538})
 """Replies that mean the server wants (another) login, wherever they come."""
 IDLE_CHECK = 5.0
@@ -149,16 +151,20 @@ class Mailer:
                 await _close(connection)
                 raise _failed("the connection failed during the mail", exc) from exc
             except BaseException:  # cancelled mid-mail: the state is unknown
-                await _close(connection)
+                connection.client.close()  # no QUIT: its answer could be the 250
                 raise
             self._keep(connection)
             return reply
 
     async def aclose(self) -> None:
-        """Say QUIT on every idle connection."""
+        """Say QUIT on every idle connection, all at once, for 2 s at most."""
         idle, self._idle = self._idle, []
-        for connection in idle:
-            await _close(connection)
+        with anyio.move_on_after(CLOSE_TIMEOUT, shield=True):
+            async with anyio.create_task_group() as tasks:
+                for connection in idle:
+                    tasks.start_soon(_close, connection)
+        for connection in idle:  # those that did not answer in time
+            connection.client.close()
 
     def _keep(self, connection: _Connection) -> None:
         if connection.client.is_connected:
@@ -283,7 +289,7 @@ async def _close(connection: _Connection) -> None:
     client = connection.client
     if not client.is_connected:
         return
-    with anyio.move_on_after(5, shield=True):
+    with anyio.move_on_after(CLOSE_TIMEOUT, shield=True):
         try:
             await client.quit()
         except (aiosmtplib.SMTPException, OSError, TimeoutError):

@@ -134,14 +134,14 @@ class OutboxWorker:
         if self._wakeup is not None:
             self._wakeup.set()
 
-    async def drain(self, grace: timedelta = DRAIN) -> None:
+    async def drain(self, grace: timedelta | None = None) -> None:
         """Claim nothing more; return once the attempts in flight are recorded.
 
-        At most ``grace``; what is still in flight then is cancelled by the
-        caller (and its claims given back) as usual.
+        At most ``grace`` (``DRAIN``); what is still in flight then is
+        cancelled by the caller (and its claims given back) as usual.
         """
         self._draining = True
-        with anyio.move_on_after(grace.total_seconds()):
+        with anyio.move_on_after((grace or DRAIN).total_seconds()):
             while self._held:
                 self._settled = anyio.Event()
                 await self._settled.wait()

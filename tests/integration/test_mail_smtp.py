@@ -9,6 +9,7 @@ implicit TLS verified against a certificate the client trusts.
 
 from __future__ import annotations
 
+import asyncio
 import email.policy
 from datetime import UTC, datetime, timedelta
 
@@ -24,6 +25,7 @@ from actionlinks.mail import MailTemplates, compose
 from actionlinks.mail import smtp as smtp_module
 from actionlinks.mail.delivery import MailDeliverer
 from actionlinks.mail.smtp import Mailer, SmtpServer
+from actionlinks.outbox import worker as worker_module
 from actionlinks.outbox.model import Delivery, Message
 from actionlinks.service import Service
 from actionlinks.settings import Secret, Settings
@@ -320,3 +322,65 @@ def test_a_login_without_tls_off_this_machine_is_refused(host):
     for local in ("localhost", "127.0.0.1", "::1"):
         SmtpServer(host=local, port=25, username="u", password=Secret("p"))
     SmtpServer(host=host, port=587, tls="starttls", username="u", password=Secret("p"))
+
+
+async def test_a_stopping_service_starts_no_mail_it_cannot_finish(
+    tmp_path, monkeypatch
+):
+    """One connection, a server slow to take each mail, the service stopped
+    while the first is being taken: the second is not begun (it waited for
+    the connection without a claim), so nothing is cut off half-sent; after a
+    restart each mail arrives exactly once."""
+    monkeypatch.setattr(worker_module, "DRAIN", timedelta(seconds=1))
+    with MailSink(hold=0.7) as sink:
+        env = {
+            "ACTIONLINKS_HOME": str(tmp_path),
+            "ACTIONLINKS_SMTP_HOST": "127.0.0.1",
+            "ACTIONLINKS_SMTP_PORT": str(sink.port),
+            "ACTIONLINKS_SMTP_CONNECTIONS": "1",
+        }
+        settings = Settings.from_env(env)
+        initialize(settings, clock=SystemClock())
+        async with Service(settings, log_warnings=False) as service:
+            for number in range(2):
+                await service.mail.send(
+                    "invite", to=f"u{number}@example.org", subject="u"
+                )
+            await anyio.to_thread.run_sync(sink.wait_for, 1)
+        async with Service(settings, log_warnings=False) as service:
+            await anyio.to_thread.run_sync(sink.wait_for, 2)
+            await anyio.sleep(1.5)  # time enough for a second copy to arrive
+    assert sorted(r.recipients[0] for r in sink.received) == [
+        "u0@example.org",
+        "u1@example.org",
+    ]
+
+
+async def test_closing_the_mailer_does_not_wait_on_a_server_that_stopped_answering():
+    """Four idle connections to a server that never answers QUIT: closing
+    gives up on them together, within the close timeout, not one by one."""
+
+    async def mute_at_quit(reader, writer):
+        writer.write(b"220 ready\r\n")
+        while line := await reader.readline():
+            verb = line[:4].upper()
+            if verb == b"QUIT":
+                await anyio.sleep(3600)
+            if verb == b"DATA":
+                writer.write(b"354 go on\r\n")
+                while await reader.readline() != b".\r\n":
+                    pass
+                writer.write(b"250 taken\r\n")
+            else:
+                writer.write(b"250 ok\r\n")
+            await writer.drain()
+
+    server = await asyncio.start_server(mute_at_quit, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    mailer = Mailer(SmtpServer(host="127.0.0.1", port=port, timeout=5))
+    async with anyio.create_task_group() as tasks:
+        for _ in range(4):
+            tasks.start_soon(attempt, mailer)
+    with anyio.fail_after(smtp_module.CLOSE_TIMEOUT + 3):  # not four times the timeout
+        await mailer.aclose()
+    server.close()
