@@ -360,12 +360,17 @@ async def test_closing_the_mailer_does_not_wait_on_a_server_that_stopped_answeri
     """Four idle connections to a server that never answers QUIT: closing
     gives up on them together, within the close timeout, not one by one."""
 
+    done = asyncio.Event()
+    writers = []
+
     async def mute_at_quit(reader, writer):
+        writers.append(writer)
         writer.write(b"220 ready\r\n")
         while line := await reader.readline():
             verb = line[:4].upper()
             if verb == b"QUIT":
-                await anyio.sleep(3600)
+                await done.wait()
+                break
             if verb == b"DATA":
                 writer.write(b"354 go on\r\n")
                 while await reader.readline() != b".\r\n":
@@ -383,4 +388,9 @@ async def test_closing_the_mailer_does_not_wait_on_a_server_that_stopped_answeri
             tasks.start_soon(attempt, mailer)
     with anyio.fail_after(smtp_module.CLOSE_TIMEOUT + 3):  # not four times the timeout
         await mailer.aclose()
+    done.set()
+    for writer in writers:
+        writer.close()
+        await writer.wait_closed()
     server.close()
+    await server.wait_closed()
