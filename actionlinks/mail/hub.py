@@ -123,27 +123,42 @@ class MailHub:
         return f"MailHub(dkim={self._dkim!r})"
 
     def check(self) -> None:
-        """Render every action's mail once, so a broken template stops start-up.
+        """Check every action's mail, so a broken template stops start-up.
+
+        Each template must compile; rendered with sample data that has every
+        key, the text part must put the link on a line of its own and the
+        HTML part link to it (a template whose code needs real data, say a
+        comparison, is checked so with each request instead).
 
         Raises:
-            ConfigurationError: a template that does not render or leaves the
-                link out, or list mail with no one-click unsubscribe action to
-                put in its headers.
+            ConfigurationError: a missing or malformed template, a mail that
+                leaves the link out or cannot be written with these senders,
+                or list mail with no one-click unsubscribe action.
         """
         for action in self._registry.actions.values():
-            # Any data a template reads is there: what a request must carry is
-            # checked per request (a 422 on data), not here.
+            self._templates.compile(action.name)
             context = {**self._context(action, _SAMPLE_URL), "data": _AnyData()}
-            mail = self._templates.render(action.name, context)
-            if _SAMPLE_URL not in (line.strip() for line in mail.text.splitlines()):
-                raise ConfigurationError(
-                    f"the {action.name} mail's body.txt must put {{{{ url }}}} on a "
-                    "line of its own"
-                )
-            if _SAMPLE_URL not in mail.html:
-                raise ConfigurationError(
-                    f"the {action.name} mail's body.html must link to {{{{ url }}}}"
-                )
+            try:
+                mail = self._templates.render(action.name, context)
+            except ConfigurationError:
+                mail = None  # it needs real data: checked per request
+            if mail is not None:
+                _check_link(action, mail, _SAMPLE_URL)
+                try:
+                    to_bytes(
+                        compose(
+                            mail,
+                            sender=self._sender,
+                            to="sample@example.com",
+                            now=self._clock.now(),
+                            reply_to=self._reply_to,
+                        )
+                    )
+                except InvalidArgumentError as exc:
+                    raise ConfigurationError(
+                        f"the {action.name} mail cannot be written ({exc}): check "
+                        "smtp_from and mail_reply_to"
+                    ) from exc
             if action.list_mail and not action.one_click:
                 unsubscribe = self._registry.actions.get(UNSUBSCRIBE)
                 if unsubscribe is None or not unsubscribe.one_click:
@@ -178,7 +193,7 @@ class MailHub:
         link = await self._registry.mint(action, subject=subject, ttl=ttl, data=data)
         try:
             return await self.send_link(link, to=to)
-        except InvalidArgumentError:  # the mail could not be written: no link
+        except ConfigurationError:  # the mail could not be written: no link
             with anyio.CancelScope(shield=True):
                 await self._registry.revoke(link.claims.token_id)
             raise
@@ -193,6 +208,7 @@ class MailHub:
         check_address(to)
         action = self._registry.get(link.claims.action)
         mail = self._render(action, link.url, link.claims.data, link=link)
+        _check_link(action, mail, link.url)
         headers = await self._list_headers(action, link)
         now = self._clock.now()
         composed = compose(
@@ -371,6 +387,23 @@ class MailHub:
         }
 
 
+def _check_link(action: Action, mail: RenderedMail, url: str) -> None:
+    """The text part has ``url`` on a line of its own, the HTML part links it.
+
+    Raises:
+        ConfigurationError: it does not (the action's templates leave it out).
+    """
+    if url not in (line.strip() for line in mail.text.splitlines()):
+        raise ConfigurationError(
+            f"the {action.name} mail's body.txt must put {{{{ url }}}} on a line "
+            "of its own"
+        )
+    if url not in mail.html.replace("&amp;", "&"):
+        raise ConfigurationError(
+            f"the {action.name} mail's body.html must link to {{{{ url }}}}"
+        )
+
+
 class _AnyData(dict[str, Any]):
     """Sample data that has every key, at any depth, rendered as ``sample``."""
 
@@ -387,6 +420,23 @@ class _AnyData(dict[str, Any]):
 
     def __str__(self) -> str:
         return "sample"
+
+    def __float__(self) -> float:
+        return 0.0
+
+    def __int__(self) -> int:
+        return 0
+
+    def __lt__(self, other: object) -> bool:
+        return False
+
+    __gt__ = __le__ = __ge__ = __lt__
+
+    def __add__(self, other: object) -> _AnyData:
+        return _AnyData()
+
+    __radd__ = __sub__ = __rsub__ = __mul__ = __rmul__ = __add__
+    __truediv__ = __rtruediv__ = __mod__ = __rmod__ = __add__
 
 
 class MailRenewal:

@@ -37,6 +37,8 @@ _NOT_7BIT = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 """Control codes 7bit text may not carry (RFC 2045); CR, LF and TAB may."""
 _LINE_BREAKS = frozenset("\r\n\t\v\f\x85\u2028\u2029")
 MAX_ADDRESS = 254
+MAX_LOCAL_PART = 64
+"""The longest local part (RFC 5321)."""
 _ATOM = r"[A-Za-z0-9#$&'*+/=?^_`{|}~-]+"
 _LOCAL_PART = re.compile(rf"{_ATOM}(?:\.{_ATOM})*")
 _LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
@@ -61,6 +63,7 @@ def check_address(value: object, *, field: str = "to") -> str:
     local, at, domain = value.rpartition("@")
     if (
         not at
+        or len(local) > MAX_LOCAL_PART
         or not _LOCAL_PART.fullmatch(local)
         or "=?" in local
         or not (_DOMAIN.fullmatch(domain) or domain == "localhost")
@@ -84,7 +87,12 @@ def parse_mailbox(value: str, *, field: str = "from") -> tuple[str, str]:
         return "", check_address(value.strip(), field=field)
     address, closing, tail = rest.partition(">")
     name = name.strip().strip('"').strip()
-    if not closing or tail.strip() or any(c in '"\\<>' or ord(c) < 32 for c in name):
+    if (
+        not closing
+        or tail.strip()
+        or "=?" in name  # an encoded word: decoded into anything while written
+        or any(c in '"\\<>' or ord(c) < 32 for c in name)
+    ):
         raise InvalidArgumentError(f"'{field}' must be one e-mail address", field=field)
     return name, check_address(address.strip(), field=field)
 

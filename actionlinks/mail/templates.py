@@ -66,6 +66,24 @@ class MailTemplates:
         """Name the renderer."""
         return "MailTemplates()"
 
+    def compile(self, action: str) -> None:
+        """Load and compile the three templates of ``action``.
+
+        Raises:
+            ConfigurationError: one is missing or malformed.
+        """
+        try:
+            for environment, part in (
+                (self._text, "subject.txt"),
+                (self._text, "body.txt"),
+                (self._html, "body.html"),
+            ):
+                self._pick(environment, action, part)
+        except jinja2.TemplateError as exc:
+            raise ConfigurationError(
+                f"the mail templates of {action} do not load: {exc}"
+            ) from exc
+
     def render(self, action: str, context: Mapping[str, Any]) -> RenderedMail:
         """The mail of ``action`` for ``context`` (``url``, ``expires_at``, …).
 

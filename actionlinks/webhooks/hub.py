@@ -57,6 +57,8 @@ MAX_KEPT_ENDPOINTS = 10 * MAX_ENDPOINTS
 MAX_URL = 2048
 """The longest endpoint URL accepted."""
 MESSAGE_ID = re.compile(r"[A-Za-z0-9_.:-]{1,64}")
+RESERVED_PREFIX = "em_"
+"""Ids of this form name mail in the shared outbox."""
 ENDPOINT_ID = re.compile(r"ep_[A-Za-z0-9_-]{1,40}")
 
 
@@ -86,6 +88,11 @@ def check_message_id(value: object) -> str:
     if not isinstance(value, str) or not MESSAGE_ID.fullmatch(value):
         raise InvalidArgumentError(
             "a message id is 1-64 letters, digits and _.:-", field="id"
+        )
+    if value.startswith(RESERVED_PREFIX):
+        raise InvalidArgumentError(
+            f"message ids starting {RESERVED_PREFIX} are the service's own (mail)",
+            field="id",
         )
     return value
 
@@ -338,7 +345,8 @@ class WebhookHub:
         if found is None:  # only a store that lost what it just took
             raise LedgerUnavailableError("the message was not kept; send it again")
         if not stored and (
-            found.message.kind != event_type
+            found.message.channel != CHANNEL
+            or found.message.kind != event_type
             or _canonical(payload_of(found.message)) != _canonical(payload)
         ):
             raise ConflictError(

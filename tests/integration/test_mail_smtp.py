@@ -394,3 +394,19 @@ async def test_closing_the_mailer_does_not_wait_on_a_server_that_stopped_answeri
         await writer.wait_closed()
     server.close()
     await server.wait_closed()
+
+
+async def test_a_reply_quoting_the_link_is_kept_without_its_token(caplog):
+    """A content filter quotes the mail's URL in its refusal: the attempt's
+    response, its error and the log keep the reply, not the bearer token."""
+    token = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJ1In0.c2lnbmF0dXJl"
+    reply = f"550 5.7.1 URL https://links.acme.test/a/{token} listed in DBL; {token}"
+    with MailSink(replies=[("DATA", reply)]) as sink:
+        mailer = mailer_for(sink)
+        result = await attempt(mailer)
+        await mailer.aclose()
+    assert result.outcome == "failed"
+    shown = result.attempt.response + result.attempt.error + caplog.text
+    assert token not in shown
+    assert "eyJ" not in shown
+    assert "https://links.acme.test/a/… listed in DBL" in result.attempt.response

@@ -124,6 +124,7 @@ def test_a_composed_mail_parses_with_both_parts_and_every_header():
         "a@example.123",
         "adä@example.com",
         "a@exämple.com",
+        "a" * 65 + "@example.com",
     ],
 )
 def test_anything_but_one_plain_address_is_refused(address):

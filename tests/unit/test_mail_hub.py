@@ -334,7 +334,13 @@ def test_a_mailbox_is_an_address_with_an_optional_name(value, expected):
 
 
 @pytest.mark.parametrize(
-    "value", ["Acme <links@acme.test> x", "A<b <links@acme.test>", "Ac\r\nme <a@b.c>"]
+    "value",
+    [
+        "Acme <links@acme.test> x",
+        "A<b <links@acme.test>",
+        "Ac\r\nme <a@b.c>",
+        "Acme =?utf-8?q?=0D=0ABcc:_x@y.z?= <links@acme.test>",
+    ],
 )
 def test_a_malformed_mailbox_is_refused(value):
     with pytest.raises(InvalidArgumentError):
@@ -528,3 +534,52 @@ def test_an_override_that_leaves_the_link_out_stops_start_up(
     mailer, _, _ = make_hub(store, clock, issuer, overrides=tmp_path)
     with pytest.raises(ConfigurationError, match=said):
         mailer.check()
+
+
+@pytest.mark.parametrize(
+    "subject",
+    [
+        "{% if data.count > 1 %}{{ data.count }} invites{% else %}An invite{% endif %}",
+        "Invite #{{ data.count + 1 }}",
+        'Pay {{ "%.2f"|format(data.amount) }}',
+    ],
+)
+async def test_templates_computing_with_data_pass_the_start_up_check(
+    store, clock, issuer, tmp_path, subject
+):
+    """Comparisons, arithmetic and formats on data do not stop start-up; a
+    request with the data renders them."""
+    folder = tmp_path / "email" / "invite"
+    folder.mkdir(parents=True)
+    (folder / "subject.txt").write_text(subject)
+    mailer, _, _ = make_hub(store, clock, issuer, overrides=tmp_path)
+    mailer.check()
+    record = await mailer.send(
+        "invite", to="a@example.org", subject="u", data={"count": 3, "amount": 2.5}
+    )
+    assert parsed(record)["Subject"] in ("3 invites", "Invite #4", "Pay 2.50")
+
+
+async def test_a_template_that_needs_real_data_is_checked_for_its_link_per_request(
+    store, clock, issuer, tmp_path, monkeypatch
+):
+    """Code the sample data cannot run (range of it) is checked with each
+    request: a mail without its link is refused and no link is left."""
+    folder = tmp_path / "email" / "invite"
+    folder.mkdir(parents=True)
+    (folder / "body.txt").write_text("{% for i in range(data.n) %}hi {% endfor %}")
+    mailer, _, _ = make_hub(store, clock, issuer, overrides=tmp_path)
+    mailer.check()
+    minted = []
+    mint = ActionRegistry.mint
+
+    async def keep(self, *args, **kwargs):
+        minted.append(await mint(self, *args, **kwargs))
+        return minted[-1]
+
+    monkeypatch.setattr(ActionRegistry, "mint", keep)
+    with pytest.raises(ConfigurationError, match=r"body.txt must put \{\{ url \}\}"):
+        await mailer.send("invite", to="a@example.org", subject="u", data={"n": 2})
+    assert await mailer.messages() == []
+    [link] = minted
+    assert (await store.links.status(link.claims.token_id)).state == "revoked"

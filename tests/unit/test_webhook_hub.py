@@ -9,7 +9,7 @@ import anyio
 import pytest
 
 from actionlinks.errors import ConflictError, InvalidArgumentError, NotFoundError
-from actionlinks.outbox import Attempt, RetryPolicy
+from actionlinks.outbox import Attempt, Message, RetryPolicy
 from actionlinks.stores import MemoryStore
 from actionlinks.webhooks.delivery import WebhookDeliverer, endpoint_of
 from actionlinks.webhooks.hub import MAX_ENDPOINTS, WebhookHub
@@ -171,6 +171,25 @@ async def test_a_given_id_makes_sending_idempotent(hub, clock):
         assert caught.value.code == "message_exists"
     with pytest.raises(InvalidArgumentError):
         await hub.send("user.created", {}, message_id="bad id!")
+
+
+async def test_a_mails_id_is_never_a_webhook_messages(hub, store, clock):
+    """em_ ids are the mail's: refused as a webhook id (422); a stored mail
+    under an id is a conflict to enqueue, never read as a webhook payload."""
+    await hub.add_endpoint(URL)
+    with pytest.raises(InvalidArgumentError) as caught:
+        await hub.send("invite", {}, message_id="em_abc")
+    assert caught.value.field == "id"
+    mail = Message(
+        message_id="em_abc",
+        channel="mail",
+        kind="invite",
+        body=b"From: a@example.com\r\n\r\nnot JSON",
+        created_at=clock.now(),
+    )
+    await store.outbox.enqueue(mail, ["a@example.org"], due_at=clock.now())
+    with pytest.raises(ConflictError):
+        await hub.enqueue("invite", {}, destinations=["ep_1"], message_id="em_abc")
 
 
 async def test_sending_to_a_missing_or_disabled_endpoint_is_refused(hub):
