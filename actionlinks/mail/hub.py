@@ -36,6 +36,7 @@ from actionlinks.mail.message import (
     parse_mailbox,
     to_bytes,
 )
+from actionlinks.outbox.channel import ChannelView
 from actionlinks.outbox.model import Message
 from actionlinks.outbox.store import MAX_LISTED
 
@@ -55,6 +56,7 @@ if TYPE_CHECKING:
 
 MAIL_ID_PREFIX = "em_"
 """A mail's id is this and its link's ``jti``."""
+MAX_MAIL_ID = 64
 UNSUBSCRIBE = "unsubscribe"
 """The action whose link a list mail's ``List-Unsubscribe`` carries."""
 _SAMPLE_URL = "https://example.invalid/a/sample"
@@ -88,6 +90,7 @@ class MailHub:
         "_reply_to",
         "_sender",
         "_templates",
+        "_view",
         "_wake",
     )
 
@@ -117,6 +120,12 @@ class MailHub:
         self._dkim = dkim
         self._wake = wake
         self._links = links
+        self._view = ChannelView(
+            outbox,
+            CHANNEL,
+            what="mail",
+            valid=lambda i: i.startswith(MAIL_ID_PREFIX) and len(i) <= MAX_MAIL_ID,
+        )
 
     def __repr__(self) -> str:
         """Name the hub."""
@@ -251,14 +260,7 @@ class MailHub:
         Raises:
             NotFoundError: no such mail.
         """
-        found = (
-            await self._outbox.read(message_id)
-            if message_id.startswith(MAIL_ID_PREFIX) and len(message_id) <= 64
-            else None
-        )
-        if found is None or found.message.channel != CHANNEL:
-            raise NotFoundError("no mail with this id", what="mail")
-        return found
+        return await self._view.read(message_id)
 
     async def messages(
         self,
@@ -272,19 +274,7 @@ class MailHub:
         Raises:
             InvalidArgumentError: ``before`` is not the id of a mail.
         """
-        if before is not None:
-            try:
-                await self.message(before)
-            except NotFoundError as exc:
-                raise InvalidArgumentError(
-                    "'before' is not a mail's id", field="before"
-                ) from exc
-        return await self._outbox.list(
-            channel=CHANNEL,
-            state=state,
-            limit=max(1, min(limit, MAX_LISTED)),
-            before=before,
-        )
+        return await self._view.page(state=state, limit=limit, before=before)
 
     async def resend(self, message_id: str) -> MessageRecord:
         """Send the mail again now: the same bytes, ``Message-ID`` and link.

@@ -24,6 +24,7 @@ from actionlinks.errors import (
     LedgerUnavailableError,
     NotFoundError,
 )
+from actionlinks.outbox.channel import ChannelView
 from actionlinks.outbox.model import Message
 from actionlinks.outbox.store import MAX_LISTED
 from actionlinks.webhooks.delivery import CHANNEL
@@ -118,6 +119,7 @@ class WebhookHub:
         "_lock",
         "_outbox",
         "_policy",
+        "_view",
         "_wake",
     )
 
@@ -141,6 +143,12 @@ class WebhookHub:
         self._allow_private = allow_private
         self._wake = wake
         self._lock: anyio.Lock | None = None
+        self._view = ChannelView(
+            outbox,
+            CHANNEL,
+            what="message",
+            valid=lambda i: MESSAGE_ID.fullmatch(i) is not None,
+        )
 
     def __repr__(self) -> str:
         """Name the hub."""
@@ -362,14 +370,7 @@ class WebhookHub:
         Raises:
             NotFoundError: no such message.
         """
-        found = (
-            await self._outbox.read(message_id)
-            if MESSAGE_ID.fullmatch(message_id)
-            else None
-        )
-        if found is None or found.message.channel != CHANNEL:
-            raise NotFoundError("no message with this id", what="message")
-        return found
+        return await self._view.read(message_id)
 
     async def messages(
         self,
@@ -383,18 +384,7 @@ class WebhookHub:
         Raises:
             InvalidArgumentError: ``before`` is not the id of a message.
         """
-        if before is not None and (
-            not MESSAGE_ID.fullmatch(before)
-            or (found := await self._outbox.read(before)) is None
-            or found.message.channel != CHANNEL
-        ):
-            raise InvalidArgumentError("'before' is not a message's id", field="before")
-        return await self._outbox.list(
-            channel=CHANNEL,
-            state=state,
-            limit=max(1, min(limit, MAX_LISTED)),
-            before=before,
-        )
+        return await self._view.page(state=state, limit=limit, before=before)
 
     async def redeliver(
         self, message_id: str, *, endpoint_id: str | None = None
