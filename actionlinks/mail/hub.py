@@ -24,7 +24,6 @@ from actionlinks.errors import (
     ConfigurationError,
     ConflictError,
     InvalidArgumentError,
-    LedgerUnavailableError,
     NotFoundError,
     NotRenewableError,
 )
@@ -244,12 +243,9 @@ class MailHub:
             body=body,
             created_at=now,
         )
-        stored = await self._outbox.enqueue(
+        found, stored = await self._view.store(
             message, [to], due_at=now + self._policy.first
         )
-        found = await self._outbox.read(message_id)
-        if found is None:  # only a store that lost what it just took
-            raise LedgerUnavailableError("the mail was not kept; send it again")
         if stored:
             self._wake()
         return found

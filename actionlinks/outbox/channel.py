@@ -9,13 +9,18 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from actionlinks.errors import InvalidArgumentError, NotFoundError
+from actionlinks.errors import (
+    InvalidArgumentError,
+    LedgerUnavailableError,
+    NotFoundError,
+)
 from actionlinks.outbox.store import MAX_LISTED
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Sequence
+    from datetime import datetime
 
-    from actionlinks.outbox.model import MessageRecord, MessageState
+    from actionlinks.outbox.model import Message, MessageRecord, MessageState
     from actionlinks.outbox.store import Outbox
 
 
@@ -48,6 +53,22 @@ class ChannelView:
     def __repr__(self) -> str:
         """Name the channel."""
         return f"ChannelView({self._channel!r})"
+
+    async def store(
+        self, message: Message, destinations: Sequence[str], *, due_at: datetime
+    ) -> tuple[MessageRecord, bool]:
+        """Store ``message``; what is stored under its id, and whether it is new.
+
+        Raises:
+            LedgerUnavailableError: the store lost what it just took.
+        """
+        stored = await self._outbox.enqueue(message, destinations, due_at=due_at)
+        found = await self._outbox.read(message.message_id)
+        if found is None:  # only a store that lost what it just took
+            raise LedgerUnavailableError(
+                f"the {self._what} was not kept; send it again"
+            )
+        return found, stored
 
     async def read(self, message_id: str) -> MessageRecord:
         """The message, its deliveries and every attempt.

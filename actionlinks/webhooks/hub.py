@@ -21,7 +21,6 @@ from actionlinks.errors import (
     ConfigurationError,
     ConflictError,
     InvalidArgumentError,
-    LedgerUnavailableError,
     NotFoundError,
 )
 from actionlinks.outbox.channel import ChannelView
@@ -346,12 +345,9 @@ class WebhookHub:
             body=event_body(event_type, payload, at=now),
             created_at=now,
         )
-        stored = await self._outbox.enqueue(
+        found, stored = await self._view.store(
             message, destinations, due_at=now + self._policy.first
         )
-        found = await self._outbox.read(message_id)
-        if found is None:  # only a store that lost what it just took
-            raise LedgerUnavailableError("the message was not kept; send it again")
         if not stored and (
             found.message.channel != CHANNEL
             or found.message.kind != event_type
