@@ -49,16 +49,9 @@ from actionlinks.errors import (
     ServiceClosedError,
 )
 from actionlinks.keyfile import KeyFile
-from actionlinks.mail.delivery import CHANNEL as MAIL_CHANNEL
-from actionlinks.mail.delivery import MailDeliverer
-from actionlinks.mail.dkim import DkimSigner
-from actionlinks.mail.hub import MailHub
-from actionlinks.mail.message import parse_mailbox
-from actionlinks.mail.smtp import Mailer, SmtpServer
-from actionlinks.mail.templates import MailTemplates
+from actionlinks.mail.parts import MailParts
 from actionlinks.outbox import OutboxWorker, RetryPolicy
-from actionlinks.outbox.worker import RETENTION
-from actionlinks.registry import RENEWAL_WINDOW, ActionRegistry
+from actionlinks.registry import ActionRegistry
 from actionlinks.stores import store_from_url
 from actionlinks.tokens import TokenIssuer
 from actionlinks.webhooks import PublicOnlyTransport, is_private_literal
@@ -179,45 +172,12 @@ class Service:
             allow_private=settings.webhook_allow_private,
             wake=self._worker.wake,
         )
-        connections = settings.smtp_connections
-        self._mailer = Mailer(
-            SmtpServer.from_settings(settings), connections=connections
+        mail = MailParts.build(
+            settings, store=self.store, registry=self.registry, clock=self.clock
         )
-        mail_policy = RetryPolicy(settings.mail_retry_schedule)
-        self._mail_worker = OutboxWorker(
-            self.store.outbox,
-            MailDeliverer(
-                mailer=self._mailer,
-                sender=parse_mailbox(settings.smtp_from)[1],
-                clock=self.clock,
-            ),
-            channel=MAIL_CHANNEL,
-            clock=self.clock,
-            policy=mail_policy,
-            # No more claims than connections: a claimed mail is being sent, never
-            # waiting here while another process could send it.
-            concurrency=connections,
-            per_destination=connections,
-            # Kept while its link may still be renewed (to the same address).
-            retention=max(
-                RETENTION,
-                max(a.purpose.max_ttl for a in self.registry.actions.values())
-                + RENEWAL_WINDOW
-                + timedelta(days=1),
-            ),
-        )
-        self.mail = MailHub(
-            registry=self.registry,
-            outbox=self.store.outbox,
-            templates=MailTemplates(settings.home / "templates"),
-            sender=settings.smtp_from,
-            reply_to=settings.mail_reply_to,
-            clock=self.clock,
-            policy=mail_policy,
-            dkim=_dkim_signer(settings),
-            wake=self._mail_worker.wake,
-            links=self.store.links,
-        )
+        self.mail = mail.hub
+        self._mailer = mail.mailer
+        self._mail_worker = mail.worker
         self._given_client = http_client
         self._http: httpx.AsyncClient | None = None
         self._reload_on_sighup = reload_on_sighup
@@ -504,12 +464,3 @@ class Service:
             return False
         _log.info("keys reloaded from %s: %d keys", self._keyfile.path, len(ring))
         return True
-
-
-def _dkim_signer(settings: Settings) -> DkimSigner | None:
-    key = settings.dkim_key_path
-    if settings.dkim_selector is None or settings.dkim_domain is None or key is None:
-        return None
-    return DkimSigner(
-        selector=settings.dkim_selector, domain=settings.dkim_domain, key_path=key
-    )
