@@ -125,7 +125,7 @@ class Service:
             leeway=settings.leeway,
         )
         self.store: Store = store or store_from_url(
-            settings.database_url, clock=self.clock
+            settings.database_url, clock=self.clock, ledger_url=settings.ledger_url
         )
         self._dispatcher = ServiceDispatcher(
             clock=self.clock,

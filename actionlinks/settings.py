@@ -169,10 +169,11 @@ class Settings:
                 "DKIM signing needs all of ACTIONLINKS_DKIM_SELECTOR, "
                 "ACTIONLINKS_DKIM_DOMAIN and ACTIONLINKS_DKIM_PRIVATE_KEY"
             )
-        if self.ledger_url is not None:
+        if self.ledger_url is not None and not self.ledger_url.startswith(
+            ("redis://", "rediss://")
+        ):
             raise ConfigurationError(
-                "ACTIONLINKS_LEDGER_URL is not supported by this version; "
-                "the ledger lives in the database"
+                "ACTIONLINKS_LEDGER_URL must be redis://host:port/db (or rediss://)"
             )
 
     @property

@@ -4,7 +4,8 @@ A store owns the one-time-use ledger (:class:`~actionlinks.ledger.Ledger`), the
 link status store (:class:`~actionlinks.links.LinkStore`), the durable outbox
 (:class:`~actionlinks.outbox.Outbox`), the webhook endpoints, its connections,
 its schema and its health. ``sqlite:///path`` (the embedded default) and
-``memory://`` (tests) are here; PostgreSQL and Redis come next, behind the same
+``memory://`` (tests) are here, and any of them may keep its one-time ledger on
+Redis (``ACTIONLINKS_LEDGER_URL``); PostgreSQL comes next, behind the same
 protocol and the same contract suites.
 """
 
@@ -15,6 +16,7 @@ from typing import TYPE_CHECKING, Protocol
 
 from actionlinks.errors import ConfigurationError
 from actionlinks.stores.memory import MemoryStore
+from actionlinks.stores.redis_store import RedisLedgerStore
 from actionlinks.stores.sqlite import SqliteStore
 
 if TYPE_CHECKING:
@@ -75,12 +77,18 @@ SCHEMES = ("sqlite:///", "memory://")
 """The database URL schemes this version opens."""
 
 
-def store_from_url(url: str, *, clock: Clock) -> Store:
+def store_from_url(url: str, *, clock: Clock, ledger_url: str | None = None) -> Store:
     """The store named by ``url`` (``ACTIONLINKS_DATABASE_URL``), not connected.
+
+    With ``ledger_url`` (``ACTIONLINKS_LEDGER_URL=redis://…``) its ledger
+    lives on Redis.
 
     Raises:
         ConfigurationError: a scheme this version does not support.
     """
+    if ledger_url is not None:
+        inner = store_from_url(url, clock=clock)
+        return RedisLedgerStore(inner, ledger_url, clock=clock)
     if url.startswith("sqlite:///"):
         path = url.removeprefix("sqlite:///")
         if not path:
