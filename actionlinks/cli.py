@@ -56,6 +56,25 @@ class _Parser(argparse.ArgumentParser):
         self.exit(EXIT_USAGE, f"actionlinks: error: {message}\n")
 
 
+def _add_keys_parser(commands: argparse._SubParsersAction[Any]) -> None:
+    keys = commands.add_parser("keys", help="list, rotate, retire or export keys")
+    key_commands = keys.add_subparsers(dest="keys_command", required=True)
+    listing = key_commands.add_parser("list", help="list the keys")
+    listing.add_argument("--json", action="store_true")
+    rotate = key_commands.add_parser("rotate", help="add a new signing key")
+    rotate.add_argument("--alg", type=_algorithm, choices=ALGORITHMS, default="HS256")
+    rotate.add_argument(
+        "--activate-after",
+        type=_duration,
+        metavar="DURATION",
+        help="verify at once, sign only after this (e.g. 60s): every host of a "
+        "fleet loads the key before any link carries it",
+    )
+    retire = key_commands.add_parser("retire", help="remove a verify-only key")
+    retire.add_argument("kid", metavar="KID")
+    key_commands.add_parser("jwks", help="print the public JWK Set")
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="actionlinks",
@@ -110,15 +129,7 @@ def _parser() -> argparse.ArgumentParser:
     revoke_token = token_commands.add_parser("revoke", help="revoke an access token")
     revoke_token.add_argument("jti", metavar="JTI")
 
-    keys = commands.add_parser("keys", help="list, rotate, retire or export keys")
-    key_commands = keys.add_subparsers(dest="keys_command", required=True)
-    listing = key_commands.add_parser("list", help="list the keys")
-    listing.add_argument("--json", action="store_true")
-    rotate = key_commands.add_parser("rotate", help="add a new signing key")
-    rotate.add_argument("--alg", type=_algorithm, choices=ALGORITHMS, default="HS256")
-    retire = key_commands.add_parser("retire", help="remove a verify-only key")
-    retire.add_argument("kid", metavar="KID")
-    key_commands.add_parser("jwks", help="print the public JWK Set")
+    _add_keys_parser(commands)
     cli_webhooks.add_parser(commands, _json_object, _duration)
     cli_mail.add_parser(commands, _json_object, _duration)
     return parser
@@ -265,28 +276,49 @@ def _keys(settings: Settings, clock: Clock, args: argparse.Namespace) -> int:
                 "alg": key.algorithm,
                 "status": key.status,
                 "created": format_instant(key.created_at),
+                "signs_from": None
+                if key.signs_from is None
+                else format_instant(key.signs_from),
             }
-            for key in ring
+            for key in ring.settled(clock.now())
         ]
         if args.json:
             _print_json(rows)
         else:
             for row in rows:
+                since = f"  signs from {row['signs_from']}" if row["signs_from"] else ""
                 print(
                     f"{row['kid']}  {row['alg']:<5}  {row['status']:<8}  "
-                    f"{row['created']}"
+                    f"{row['created']}{since}"
                 )
     elif args.keys_command == "rotate":
+        at = clock.now()
+        after = args.activate_after
         rotated = change_keys(
-            settings, lambda now: now.rotated(args.alg, created_at=clock.now())
+            settings,
+            lambda now: now.rotated(
+                args.alg,
+                created_at=at,
+                signs_from=None if after is None else at + after,
+            ),
         )
-        new = rotated.signing_key(args.alg)
-        print(
-            f"new {args.alg} signing key {new.key_id}; older ones still verify; "
-            "a running service picks it up within seconds"
+        new = max(
+            (k for k in rotated if k.algorithm == args.alg and k.is_active),
+            key=lambda k: k.created_at,
         )
+        if new.signs_from is None:
+            print(
+                f"new {args.alg} signing key {new.key_id}; older ones still verify; "
+                "a running service picks it up within seconds"
+            )
+        else:
+            print(
+                f"new {args.alg} key {new.key_id} verifies now and signs from "
+                f"{format_instant(new.signs_from)}; copy the keys file to every "
+                "host before then"
+            )
     elif args.keys_command == "retire":
-        change_keys(settings, lambda now: now.retired(args.kid))
+        change_keys(settings, lambda now: now.settled(clock.now()).retired(args.kid))
         print(
             f"retired key {args.kid}; links and access tokens it signed no longer "
             "verify"

@@ -69,8 +69,11 @@ def parse_algorithm(name: str) -> Algorithm:
 class SigningKey:
     """One key of one algorithm, with its ``kid``, status and creation time.
 
-    The secret or private key never appears in the repr. Build keys with
-    :meth:`generate`, :meth:`from_secret` or :meth:`from_jwk`.
+    An active key may be *scheduled*: it verifies at once but signs only from
+    ``signs_from`` on (``keys rotate --activate-after``), so that every host
+    of a fleet loads it before any token carries it. The secret or private
+    key never appears in the repr. Build keys with :meth:`generate`,
+    :meth:`from_secret` or :meth:`from_jwk`.
     """
 
     __slots__ = (
@@ -80,10 +83,11 @@ class SigningKey:
         "algorithm",
         "created_at",
         "key_id",
+        "signs_from",
         "status",
     )
 
-    def __init__(
+    def __init__(  # noqa: PLR0913 - key material and its bookkeeping, keyword-only
         self,
         key_id: str,
         *,
@@ -91,6 +95,7 @@ class SigningKey:
         private: bytes | Ed25519PrivateKey | ec.EllipticCurvePrivateKey,
         created_at: datetime,
         status: KeyStatus = "active",
+        signs_from: datetime | None = None,
     ) -> None:
         """Wrap key material; prefer the ``generate``/``from_*`` constructors."""
         if not key_id or len(key_id) > 64 or not key_id.isascii():
@@ -99,6 +104,7 @@ class SigningKey:
         self.algorithm = algorithm
         self.created_at = created_at
         self.status: KeyStatus = status
+        self.signs_from = signs_from
         self._private = private
         self._hmac: hmac.HMAC | None = None
         self._public: Ed25519PublicKey | ec.EllipticCurvePublicKey | None = None
@@ -172,6 +178,11 @@ class SigningKey:
         if status not in ("active", "retiring"):
             raise KeyFileError(f"key {key_id!r}: status must be active or retiring")
         created_at = _parse_created(jwk.get("created"), key_id)
+        signs_from = (
+            None
+            if jwk.get("signs_from") is None
+            else _parse_created(jwk["signs_from"], key_id, name="signs_from")
+        )
         private = _private_from_jwk(jwk, alg, key_id)
         try:
             return cls(
@@ -180,6 +191,7 @@ class SigningKey:
                 private=private,
                 created_at=created_at,
                 status=cast("KeyStatus", status),  # checked just above
+                signs_from=signs_from,
             )
         except ConfigurationError as exc:
             raise KeyFileError(f"key {key_id!r}: {exc}") from exc
@@ -189,14 +201,23 @@ class SigningKey:
         """Whether this key signs new tokens (otherwise it only verifies)."""
         return self.status == "active"
 
-    def with_status(self, status: KeyStatus) -> SigningKey:
-        """Return the same key with another status."""
+    def signs_at(self, now: datetime | None) -> bool:
+        """Whether it signs at ``now`` (``None``: scheduled keys do not yet)."""
+        if not self.is_active:
+            return False
+        return self.signs_from is None or (now is not None and self.signs_from <= now)
+
+    def with_status(
+        self, status: KeyStatus, *, signs_from: datetime | None = None
+    ) -> SigningKey:
+        """Return the same key with another status (and schedule)."""
         return SigningKey(
             self.key_id,
             algorithm=self.algorithm,
             private=self._private,
             created_at=self.created_at,
             status=status,
+            signs_from=signs_from,
         )
 
     def sign(self, message: bytes) -> bytes:
@@ -261,6 +282,8 @@ class SigningKey:
             status=self.status,
             created=self.created_at.isoformat(),
         )
+        if self.signs_from is not None:
+            jwk["signs_from"] = self.signs_from.isoformat()
         return jwk
 
     def __repr__(self) -> str:
@@ -279,21 +302,21 @@ def new_key_id() -> str:
             return key_id
 
 
-def _parse_created(value: object, key_id: str) -> datetime:
+def _parse_created(value: object, key_id: str, *, name: str = "created") -> datetime:
     if value is None:
         return datetime.fromtimestamp(0, UTC)
     if not isinstance(value, str):
-        raise KeyFileError(f"key {key_id!r}: 'created' must be an ISO 8601 string")
+        raise KeyFileError(f"key {key_id!r}: '{name}' must be an ISO 8601 string")
     try:
         created = datetime.fromisoformat(value)
     except ValueError as exc:
-        raise KeyFileError(f"key {key_id!r}: 'created' is not ISO 8601") from exc
+        raise KeyFileError(f"key {key_id!r}: '{name}' is not ISO 8601") from exc
     if created.tzinfo is None:
-        raise KeyFileError(f"key {key_id!r}: 'created' needs a UTC offset")
+        raise KeyFileError(f"key {key_id!r}: '{name}' needs a UTC offset")
     try:
         return created.astimezone(UTC)
     except OverflowError as exc:  # 0001-01-01T00:00+01:00 is before year 1 in UTC
-        raise KeyFileError(f"key {key_id!r}: 'created' is out of range") from exc
+        raise KeyFileError(f"key {key_id!r}: '{name}' is out of range") from exc
 
 
 def _private_from_jwk(
@@ -326,29 +349,33 @@ def _private_from_jwk(
 class KeyRing:
     """One active signing key per algorithm plus verify-only retiring keys.
 
-    Rings are immutable: :meth:`rotated` and :meth:`retired` return new ones.
+    An algorithm may also have one scheduled key, which takes over signing
+    from its ``signs_from`` on. Rings are immutable: :meth:`rotated`,
+    :meth:`settled` and :meth:`retired` return new ones.
 
     Raises:
-        ConfigurationError: duplicate ``kid``s, or two active keys of one
-            algorithm.
+        ConfigurationError: duplicate ``kid``s, or two active (or two
+            scheduled) keys of one algorithm.
     """
 
     keys: tuple[SigningKey, ...]
 
     def __post_init__(self) -> None:
-        """Check kids are unique and each algorithm has at most one signer."""
+        """Check kids are unique; each algorithm has one signer and one next."""
         seen: set[str] = set()
-        active: set[str] = set()
+        active: set[tuple[str, bool]] = set()
         for key in self.keys:
             if key.key_id in seen:
                 raise ConfigurationError(f"duplicate key id {key.key_id!r}")
             seen.add(key.key_id)
             if key.is_active:
-                if key.algorithm in active:
+                kind = (key.algorithm, key.signs_from is not None)
+                if kind in active:
+                    which = "scheduled" if kind[1] else "active"
                     raise ConfigurationError(
-                        f"more than one active {key.algorithm} key"
+                        f"more than one {which} {key.algorithm} key"
                     )
-                active.add(key.algorithm)
+                active.add(kind)
 
     @classmethod
     def generate(
@@ -374,32 +401,87 @@ class KeyRing:
                 return key
         return None
 
-    def signing_key(self, algorithm: Algorithm) -> SigningKey:
-        """The active key that signs with ``algorithm``.
+    def signing_key(
+        self, algorithm: Algorithm, *, now: datetime | None = None
+    ) -> SigningKey:
+        """The key that signs with ``algorithm`` at ``now``.
+
+        A scheduled key once its time has come, else the established one;
+        without ``now``, the established one.
 
         Raises:
             ConfigurationError: the ring has no active key of that algorithm.
         """
-        for key in self.keys:
-            if key.is_active and key.algorithm == algorithm:
-                return key
+        signing = [k for k in self.keys if k.algorithm == algorithm and k.signs_at(now)]
+        if signing:
+            return max(signing, key=lambda k: k.signs_from is not None)
         raise ConfigurationError(
             f"no active {algorithm} key; run 'actionlinks keys rotate --alg "
             f"{algorithm}'"
         )
 
-    def rotated(self, algorithm: Algorithm, *, created_at: datetime) -> KeyRing:
-        """A ring whose new key signs ``algorithm``; the old one only verifies."""
+    def rotated(
+        self,
+        algorithm: Algorithm,
+        *,
+        created_at: datetime,
+        signs_from: datetime | None = None,
+    ) -> KeyRing:
+        """A ring whose new key signs ``algorithm``; the old one only verifies.
+
+        With ``signs_from`` the new key verifies at once but signs from then
+        on; the old one signs until then.
+
+        Raises:
+            ConfigurationError: a key of ``algorithm`` is scheduled already.
+        """
+        ring = self.settled(created_at)
         fresh = SigningKey.generate(algorithm, created_at=created_at)
-        while self.get(fresh.key_id) is not None:  # pragma: no cover - 2**-48
+        while ring.get(fresh.key_id) is not None:  # pragma: no cover - 2**-48
             fresh = SigningKey.generate(algorithm, created_at=created_at)
+        if signs_from is not None and signs_from > created_at:
+            if any(
+                k.algorithm == algorithm and k.is_active and k.signs_from for k in ring
+            ):
+                raise ConfigurationError(
+                    f"a new {algorithm} key is scheduled already; rotate again "
+                    "once it signs"
+                )
+            return KeyRing(
+                (*ring.keys, fresh.with_status("active", signs_from=signs_from))
+            )
         kept = tuple(
             key.with_status("retiring")
             if key.algorithm == algorithm and key.is_active
             else key
-            for key in self.keys
+            for key in ring.keys
         )
         return KeyRing((*kept, fresh))
+
+    def settled(self, now: datetime) -> KeyRing:
+        """The ring with each scheduled key whose time has come the signer.
+
+        The key it replaces becomes verify-only.
+        """
+        due = {
+            key.algorithm
+            for key in self.keys
+            if key.is_active and key.signs_from is not None and key.signs_from <= now
+        }
+        if not due:
+            return self
+        return KeyRing(
+            tuple(
+                key
+                if key.algorithm not in due or not key.is_active
+                else (
+                    key.with_status("active")
+                    if key.signs_from is not None
+                    else key.with_status("retiring")
+                )
+                for key in self.keys
+            )
+        )
 
     def retired(self, key_id: str) -> KeyRing:
         """A ring without ``key_id``: tokens it signed stop verifying.

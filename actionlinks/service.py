@@ -219,20 +219,20 @@ class Service:
 
         ``None`` when the key ring has neither (nothing a JWKS could verify).
         """
+        now = self.clock.now()
         for algorithm in ("EdDSA", "ES256"):
-            key = next(
-                (k for k in self.keys if k.is_active and k.algorithm == algorithm),
-                None,
+            try:
+                key = self.keys.signing_key(algorithm, now=now)
+            except ConfigurationError:
+                continue
+            return mint_webhook_jwt(
+                key,
+                issuer=self.settings.issuer,
+                audience=audience,
+                message_id=message_id,
+                body=body,
+                now=now,
             )
-            if key is not None:
-                return mint_webhook_jwt(
-                    key,
-                    issuer=self.settings.issuer,
-                    audience=audience,
-                    message_id=message_id,
-                    body=body,
-                    now=self.clock.now(),
-                )
         return None
 
     def _named_endpoint(self, destination: str) -> WebhookEndpoint | None:

@@ -372,7 +372,9 @@ class TokenIssuer:
             raise InvalidArgumentError(
                 f"{purpose.name} binds state; pass state=", field="state"
             )
-        key = self._ring.keys.signing_key(algorithm or self._algorithm)
+        key = self._ring.keys.signing_key(
+            algorithm or self._algorithm, now=self._clock.now()
+        )
         since_epoch = self._clock.now() - _EPOCH
         issued = since_epoch.days * 86_400 + since_epoch.seconds
         expires = issued + int(lifetime.total_seconds())

@@ -177,3 +177,24 @@ def test_migrate_creates_the_schema_and_says_so(home, capsys):
     assert code == 0
     assert "schema is current" in out
     assert (home / "actionlinks.db").exists()
+
+
+def test_keys_rotate_activate_after_schedules_the_new_signer(home, capsys):
+    """--activate-after 60s: the new key is listed with its time; links minted
+    now still carry the old kid; a second schedule is refused (exit 2)."""
+    _, before, _ = cli(home, capsys, "keys", "list", "--json")
+    old = next(k["kid"] for k in json.loads(before) if k["alg"] == "HS256")
+    code, out, _ = cli(
+        home, capsys, "keys", "rotate", "--alg", "HS256", "--activate-after", "60s"
+    )
+    assert code == 0
+    assert "verifies now and signs from" in out
+    _, listed, _ = cli(home, capsys, "keys", "list")
+    assert "signs from" in listed
+    _, minted, _ = cli(home, capsys, "mint", "invite", "--sub", "u", "--json")
+    assert json.loads(minted)["kid"] == old
+    code, _, err = cli(
+        home, capsys, "keys", "rotate", "--alg", "HS256", "--activate-after", "60s"
+    )
+    assert code == 2
+    assert "scheduled already" in err

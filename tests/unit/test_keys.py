@@ -299,3 +299,57 @@ def test_a_creation_time_out_of_range_is_a_key_file_error(tmp_path):
     path.write_text(json.dumps(document))
     with pytest.raises(KeyFileError, match="out of range"):
         load_keyring(path)
+
+
+def test_a_scheduled_key_verifies_at_once_and_signs_from_its_time():
+    """rotated(signs_from=T): before T the old key signs and the new one already
+    verifies (a host whose clock is ahead may sign with it); from T the new one
+    signs; settled() then makes the old one verify-only, and it may be retired."""
+    ring = KeyRing.generate(created_at=NOW)
+    old = ring.signing_key("HS256")
+    at = NOW + timedelta(seconds=20)  # within the leeway of a host behind
+    scheduled = ring.rotated("HS256", created_at=NOW, signs_from=at)
+    new = scheduled.get(next(k.key_id for k in scheduled if k.signs_from == at))
+    assert scheduled.signing_key("HS256", now=NOW) is old
+    assert scheduled.signing_key("HS256", now=at) is new
+    assert scheduled.signing_key("HS256") is old  # no clock: the established one
+    here = TokenIssuer(scheduled, issuer="https://x.test", clock=FrozenClock(NOW))
+    ahead = TokenIssuer(scheduled, issuer="https://x.test", clock=FrozenClock(at))
+    assert here.mint(RESET, subject="u").claims.key_id == old.key_id
+    early = ahead.mint(RESET, subject="u")
+    assert early.claims.key_id == new.key_id
+    assert here.verify(early.token, RESET).key_id == new.key_id
+    with pytest.raises(ConfigurationError, match="rotate first"):
+        scheduled.retired(old.key_id)
+    assert scheduled.settled(NOW) is scheduled
+    settled = scheduled.settled(at)
+    assert settled.get(old.key_id).status == "retiring"
+    assert settled.get(new.key_id).signs_from is None
+    assert settled.retired(old.key_id).signing_key("HS256", now=at).key_id == new.key_id
+
+
+def test_one_schedule_per_algorithm_and_it_survives_the_keys_file(tmp_path):
+    """A second schedule before the first signs is refused; the schedule is
+    written to and read from the keys file; a ring may not hold two."""
+    ring = KeyRing.generate(created_at=NOW)
+    at = NOW + timedelta(minutes=1)
+    scheduled = ring.rotated("EdDSA", created_at=NOW, signs_from=at)
+    with pytest.raises(ConfigurationError, match="scheduled already"):
+        scheduled.rotated("EdDSA", created_at=NOW, signs_from=at)
+    path = tmp_path / "keys.json"
+    save_keyring(scheduled, path)
+    loaded = load_keyring(path)
+    assert [k.signs_from for k in loaded] == [k.signs_from for k in scheduled]
+    assert loaded.signing_key("EdDSA", now=at).signs_from == at
+    late = SigningKey.generate("EdDSA", created_at=NOW).with_status(
+        "active", signs_from=at
+    )
+    with pytest.raises(ConfigurationError, match="more than one scheduled"):
+        KeyRing((*scheduled.keys, late))
+    # Rotating after the time settles first: the scheduled key becomes the old one.
+    again = scheduled.rotated("EdDSA", created_at=at)
+    assert [k.status for k in again if k.algorithm == "EdDSA"] == [
+        "retiring",
+        "retiring",
+        "active",
+    ]
