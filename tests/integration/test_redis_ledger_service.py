@@ -163,3 +163,36 @@ def test_the_ledger_url_is_checked_and_its_password_never_shown(tmp_path):
     )
     assert "s3cret-pw" not in repr(store)
     assert "127.0.0.1:1/2" in repr(store)
+
+
+@pytest.mark.parametrize(
+    ("url", "said"),
+    [
+        ("http://127.0.0.1:6379/0", "redis://"),
+        ("redis://h:notaport/0", "not a Redis URL"),
+    ],
+)
+def test_a_ledger_url_that_is_not_redis_is_refused(url, said):
+    """Only redis:// and rediss:// URLs that parse make a Redis ledger."""
+    from actionlinks.errors import ConfigurationError
+    from actionlinks.stores import store_from_url
+
+    with pytest.raises(ConfigurationError, match=said):
+        store_from_url("memory://", clock=SystemClock(), ledger_url=url)
+
+
+async def test_a_store_whose_redis_is_down_does_not_open(tmp_path):
+    """connect() and check_health() say the Redis ledger does not answer."""
+    from actionlinks.errors import LedgerUnavailableError
+    from actionlinks.stores import store_from_url
+
+    store = store_from_url(
+        "memory://",
+        clock=SystemClock(),
+        ledger_url=f"redis://127.0.0.1:{free_port()}/0",
+    )
+    with pytest.raises(LedgerUnavailableError, match="does not answer"):
+        await store.connect()
+    with pytest.raises(LedgerUnavailableError):
+        await store.check_health()
+    await store.aclose()
