@@ -92,6 +92,8 @@ RENEWAL_WINDOW = timedelta(days=7)
 HOLD_FOR = timedelta(minutes=5)
 """How long a use is held while its handler runs. If the process dies meanwhile,
 the link works again after this: a crash never spends a link with nothing done."""
+CONFIRM_TRIES = 4
+"""How often a use is confirmed before it is left to lapse (0.2, 0.4, 0.8 s apart)."""
 RETENTION = RENEWAL_WINDOW + timedelta(minutes=5)
 """How long the ledger remembers a use or revocation after the link expired:
 until renewal can no longer be offered, so a used or revoked link never is."""
@@ -461,16 +463,21 @@ class ActionRegistry:
         """Make a held use final; if that fails the hold lapses (logged)."""
         if holder is None:
             return
-        try:
-            await self._ledger.confirm(token_id, holder=holder)
-        except LedgerUnavailableError as exc:
-            _log.error(
-                "link %s was used but the use could not be recorded; it works "
-                "again after %s: %s",
-                token_id,
-                HOLD_FOR,
-                exc,
-            )
+        for attempt in range(CONFIRM_TRIES):
+            try:
+                await self._ledger.confirm(token_id, holder=holder)
+            except LedgerUnavailableError as exc:
+                if attempt + 1 < CONFIRM_TRIES:  # a blip must not undo the use
+                    await anyio.sleep(0.2 * 2**attempt)
+                    continue
+                _log.error(
+                    "link %s was used but the use could not be recorded; it works "
+                    "again after %s: %s",
+                    token_id,
+                    HOLD_FOR,
+                    exc,
+                )
+            return
 
     async def _undo(self, claims: ActionClaims, holder: str | None) -> bool:
         """Release a one-time use after a failed dispatch; whether it worked."""

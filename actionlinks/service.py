@@ -125,7 +125,10 @@ class Service:
             leeway=settings.leeway,
         )
         self.store: Store = store or store_from_url(
-            settings.database_url, clock=self.clock, ledger_url=settings.ledger_url
+            settings.database_url,
+            clock=self.clock,
+            ledger_url=settings.ledger_url,
+            namespace=settings.issuer,
         )
         self._dispatcher = ServiceDispatcher(
             clock=self.clock,

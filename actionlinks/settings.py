@@ -118,8 +118,8 @@ class Settings:
     home: Path
     base_url: str = DEFAULT_BASE_URL
     issuer: str = ""
-    database_url: str = ""
-    ledger_url: str | None = None
+    database_url: str = field(default="", repr=False)  # may hold a password
+    ledger_url: str | None = field(default=None, repr=False)
     keys_file: Path | None = None
     leeway: timedelta = timedelta(seconds=30)
     smtp_host: str = "localhost"

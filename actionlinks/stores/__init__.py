@@ -77,18 +77,20 @@ SCHEMES = ("sqlite:///", "memory://")
 """The database URL schemes this version opens."""
 
 
-def store_from_url(url: str, *, clock: Clock, ledger_url: str | None = None) -> Store:
+def store_from_url(
+    url: str, *, clock: Clock, ledger_url: str | None = None, namespace: str = ""
+) -> Store:
     """The store named by ``url`` (``ACTIONLINKS_DATABASE_URL``), not connected.
 
     With ``ledger_url`` (``ACTIONLINKS_LEDGER_URL=redis://…``) its ledger
-    lives on Redis.
+    lives on Redis, under keys of ``namespace`` (the issuer).
 
     Raises:
         ConfigurationError: a scheme this version does not support.
     """
     if ledger_url is not None:
         inner = store_from_url(url, clock=clock)
-        return RedisLedgerStore(inner, ledger_url, clock=clock)
+        return RedisLedgerStore(inner, ledger_url, clock=clock, namespace=namespace)
     if url.startswith("sqlite:///"):
         path = url.removeprefix("sqlite:///")
         if not path:

@@ -37,12 +37,13 @@ class RedisServer:
         self.url = f"redis://127.0.0.1:{self.port}/0"
         self.process = None
 
-    def start(self):
+    def start(self, *extra):
         self.process = subprocess.Popen(
             [
                 self.executable,
                 *("--port", str(self.port), "--bind", "127.0.0.1"),
                 *("--save", "", "--appendonly", "no"),
+                *extra,
             ],
             stdout=subprocess.DEVNULL,
         )
@@ -125,7 +126,7 @@ def test_one_link_posted_100_times_over_two_processes_succeeds_once(
     codes = [a.status_code for a in answers]
     assert codes.count(200) == 1, codes
     assert set(codes) <= {200, 409}
-    assert any(key.startswith("al:t:") for key in redis_server.ledger_keys())
+    assert any(":t:" in key for key in redis_server.ledger_keys())
     # The use is seen on the other host, whose own database never heard of it.
     assert httpx.get(f"{second.base_url}{path}").status_code == 409
 
@@ -162,7 +163,20 @@ def test_the_ledger_url_is_checked_and_its_password_never_shown(tmp_path):
         "memory://", clock=SystemClock(), ledger_url="redis://:s3cret-pw@127.0.0.1:1/2"
     )
     assert "s3cret-pw" not in repr(store)
-    assert "127.0.0.1:1/2" in repr(store)
+    assert "127.0.0.1:1" in repr(store)
+    with pytest.raises(ConfigurationError, match="not a Redis URL") as raised:
+        store_from_url(
+            "memory://",
+            clock=SystemClock(),
+            ledger_url="redis://user:abc?SECRET2@127.0.0.1:6379/0",
+        )
+    assert "SECRET2" not in str(raised.value)
+    assert "abc" not in str(raised.value)
+    settings = Settings.from_env(
+        {"ACTIONLINKS_LEDGER_URL": "redis://:s3cret-pw@127.0.0.1:6379/0"},
+        cwd=tmp_path,
+    )
+    assert "s3cret-pw" not in repr(settings)
 
 
 @pytest.mark.parametrize(
@@ -196,3 +210,73 @@ async def test_a_store_whose_redis_is_down_does_not_open(tmp_path):
     with pytest.raises(LedgerUnavailableError):
         await store.check_health()
     await store.aclose()
+
+
+async def test_a_redis_that_may_evict_keys_is_refused(redis_server):
+    """Evicted, a use or a revocation would be forgotten: a Redis whose
+    maxmemory-policy is not noeviction does not open as the ledger."""
+    from actionlinks.errors import LedgerUnavailableError
+    from actionlinks.stores import store_from_url
+
+    redis_server.stop()
+    redis_server.start("--maxmemory", "64mb", "--maxmemory-policy", "volatile-lru")
+    store = store_from_url(
+        "memory://", clock=SystemClock(), ledger_url=redis_server.url
+    )
+    with pytest.raises(LedgerUnavailableError, match="noeviction"):
+        await store.connect()
+    await store.aclose()
+
+
+async def test_deployments_sharing_a_redis_keep_their_revocations_apart(redis_server):
+    """Two issuers on one Redis database: a subject revoked by one is not
+    revoked for the other."""
+    from datetime import timedelta
+
+    from actionlinks.stores import store_from_url
+
+    clock = SystemClock()
+    stores = [
+        store_from_url(
+            "memory://", clock=clock, ledger_url=redis_server.url, namespace=issuer
+        )
+        for issuer in ("https://a.example", "https://c.example")
+    ]
+    for store in stores:
+        await store.connect()
+    now = clock.now()
+    await stores[1].ledger.revoke_subject(
+        "user:42", action="", before=now, until=now + timedelta(hours=1)
+    )
+    earlier = now - timedelta(seconds=1)
+    assert await stores[1].ledger.is_subject_revoked(
+        "user:42", action="invite", issued_at=earlier
+    )
+    assert not await stores[0].ledger.is_subject_revoked(
+        "user:42", action="invite", issued_at=earlier
+    )
+    for store in stores:
+        await store.aclose()
+
+
+async def test_more_concurrent_calls_than_connections_wait_instead_of_failing(
+    redis_server,
+):
+    """Four times the pool's connections at once: every call answers."""
+    from datetime import timedelta
+
+    from actionlinks.stores import store_from_url
+    from actionlinks.stores.redis_store import CONNECTIONS
+
+    clock = SystemClock()
+    store = store_from_url("memory://", clock=clock, ledger_url=redis_server.url)
+    await store.connect()
+    expires = clock.now() + timedelta(minutes=5)
+    results = await asyncio.gather(
+        *(
+            store.ledger.consume(f"t{n}", expires_at=expires)
+            for n in range(4 * CONNECTIONS)
+        )
+    )
+    await store.aclose()
+    assert results == [True] * (4 * CONNECTIONS)

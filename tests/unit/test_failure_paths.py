@@ -28,10 +28,14 @@ class FlakyLedger(MemoryLedger):
 
     fail: frozenset[str] = frozenset()
     lose_hold = False
+    confirm_failures = 0
 
     async def confirm(self, token_id, *, holder):
         if "confirm" in self.fail:
             raise LedgerUnavailableError("disk full")
+        if self.confirm_failures:
+            self.confirm_failures -= 1
+            raise LedgerUnavailableError("a blip")
         await super().confirm(token_id, holder=holder)
 
     async def extend(self, token_id, *, hold):
@@ -65,6 +69,19 @@ async def test_a_use_whose_confirmation_fails_is_logged_and_succeeds(
     link = await flaky_registry.mint("invite", subject="u")
     assert await flaky_registry.redeem(link.token)
     assert "could not be recorded" in caplog.text
+
+
+async def test_a_blip_at_confirmation_is_ridden_out_and_the_use_stays(
+    flaky_registry, flaky, clock, caplog
+):
+    """The store fails twice when the use is confirmed, then answers: the use
+    is recorded, so the link does not work again when the hold would lapse."""
+    flaky.confirm_failures = 2
+    link = await flaky_registry.mint("invite", subject="u")
+    assert await flaky_registry.redeem(link.token)
+    assert "could not be recorded" not in caplog.text
+    clock.advance(registry_module.HOLD_FOR + timedelta(minutes=1))
+    assert (await flaky.lookup(link.claims.token_id)).state == "used"
 
 
 @pytest.mark.parametrize(("fail", "lose"), [({"extend"}, False), (set(), True)])
