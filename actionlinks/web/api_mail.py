@@ -134,13 +134,7 @@ class MailRoutes:
         found = await self._hub().messages(
             state=page.state, limit=page.limit, before=page.before
         )
-        return JSONResponse(
-            {
-                "emails": [mail_json(r, full=False) for r in found],
-                "next": page.next(found),
-            },
-            headers=NO_STORE,
-        )
+        return page.answer("emails", found, lambda r: mail_json(r, full=False))
 
     async def resend(self, request: Request, caller: ActionClaims) -> Response:
         """POST /v1/emails/{id}/resend: send it again now, same bytes (202)."""

@@ -71,9 +71,21 @@ class PageQuery:
             raise invalid("limit", f"'limit' is 1-{MAX_LISTED}")
         return cls(state, int(limit_text), query.get("before"))
 
-    def next(self, found: list[MessageRecord]) -> str | None:
-        """The ``before`` of the next page, if the page was full."""
-        return found[-1].message.message_id if len(found) == self.limit else None
+    def answer(
+        self,
+        name: str,
+        found: list[MessageRecord],
+        shown: Callable[[MessageRecord], dict[str, Any]],
+    ) -> JSONResponse:
+        """The page as JSON: ``{name: [...], "next": <before of the next page>}``."""
+        full = len(found) == self.limit
+        return JSONResponse(
+            {
+                name: [shown(r) for r in found],
+                "next": found[-1].message.message_id if full else None,
+            },
+            headers=NO_STORE,
+        )
 
 
 def endpoint_json(record: EndpointRecord, *, full: bool = False) -> dict[str, Any]:
@@ -270,13 +282,7 @@ class WebhookRoutes:
         found = await self._hub().messages(
             state=page.state, limit=page.limit, before=page.before
         )
-        return JSONResponse(
-            {
-                "messages": [message_json(r, full=False) for r in found],
-                "next": page.next(found),
-            },
-            headers=NO_STORE,
-        )
+        return page.answer("messages", found, lambda r: message_json(r, full=False))
 
     async def message(self, request: Request, caller: ActionClaims) -> Response:
         """GET /v1/webhooks/messages/{id}: state, payload and every attempt."""

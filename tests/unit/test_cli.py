@@ -10,13 +10,6 @@ import pytest
 from actionlinks.cli import run
 
 
-@pytest.fixture
-def home(tmp_path, capsys):
-    assert run(["init"], {"ACTIONLINKS_HOME": str(tmp_path)}) == 0
-    capsys.readouterr()
-    return tmp_path
-
-
 def cli(home, capsys, *argv, env=None):
     code = run(list(argv), {"ACTIONLINKS_HOME": str(home), **(env or {})})
     out, err = capsys.readouterr()

@@ -11,13 +11,6 @@ from actionlinks.cli import run
 LOCAL = {"ACTIONLINKS_WEBHOOK_ALLOW_PRIVATE": "1"}
 
 
-@pytest.fixture
-def home(tmp_path, capsys):
-    assert run(["init"], {"ACTIONLINKS_HOME": str(tmp_path)}) == 0
-    capsys.readouterr()
-    return tmp_path
-
-
 def cli(home, capsys, *argv):
     code = run(list(argv), {"ACTIONLINKS_HOME": str(home), **LOCAL})
     out, err = capsys.readouterr()
