@@ -4,9 +4,9 @@ A store owns the one-time-use ledger (:class:`~actionlinks.ledger.Ledger`), the
 link status store (:class:`~actionlinks.links.LinkStore`), the durable outbox
 (:class:`~actionlinks.outbox.Outbox`), the webhook endpoints, its connections,
 its schema and its health. ``sqlite:///path`` (the embedded default) and
-``memory://`` (tests) are here, and any of them may keep its one-time ledger on
-Redis (``ACTIONLINKS_LEDGER_URL``); PostgreSQL comes next, behind the same
-protocol and the same contract suites.
+``postgresql://…`` (scale-out: many processes on many hosts) and ``memory://``
+(tests) are here, and any of them may keep its one-time ledger on Redis
+(``ACTIONLINKS_LEDGER_URL``); all pass the same contract suites.
 """
 
 from __future__ import annotations
@@ -73,7 +73,7 @@ class Store(Protocol):
         ...
 
 
-SCHEMES = ("sqlite:///", "memory://")
+SCHEMES = ("sqlite:///", "postgresql://", "postgres://", "memory://")
 """The database URL schemes this version opens."""
 
 
@@ -99,10 +99,10 @@ def store_from_url(
     if url == "memory://":
         return MemoryStore(clock=clock)
     if url.startswith(("postgresql://", "postgres://")):
-        raise ConfigurationError(
-            "this version stores everything in SQLite; PostgreSQL support "
-            "(ACTIONLINKS_DATABASE_URL=postgresql://…) is not there yet"
-        )
+        # Imported here: asyncpg is the postgres extra's.
+        from actionlinks.stores.postgres import PostgresStore  # noqa: PLC0415
+
+        return PostgresStore(url, clock=clock)
     raise ConfigurationError(
-        "ACTIONLINKS_DATABASE_URL must be sqlite:///path or memory://"
+        "ACTIONLINKS_DATABASE_URL must be sqlite:///path, postgresql://… or memory://"
     )

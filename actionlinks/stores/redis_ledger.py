@@ -20,7 +20,7 @@ from redis.exceptions import RedisError
 
 from actionlinks.errors import LedgerUnavailableError
 from actionlinks.ledger import ALL_ACTIONS, LedgerEntry
-from actionlinks.stores.sqlite_ledger import instant, micros
+from actionlinks.stores.rows import instant, micros
 
 if TYPE_CHECKING:
     from collections.abc import Sequence

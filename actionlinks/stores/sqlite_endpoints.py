@@ -6,17 +6,16 @@ file is private (mode 0600) for that reason among others.
 
 from __future__ import annotations
 
-import json
 from typing import TYPE_CHECKING
 
-from actionlinks.stores.sqlite_ledger import instant, micros
-from actionlinks.webhooks.endpoints import EndpointRecord, EndpointSecret
+from actionlinks.stores.rows import ENDPOINT_COLUMNS, endpoint_of, endpoint_values
 
 if TYPE_CHECKING:
     import sqlite3
     from collections.abc import Callable
 
-    from actionlinks.stores.sqlite_db import Row, SqliteDatabase
+    from actionlinks.stores.sqlite_db import SqliteDatabase
+    from actionlinks.webhooks.endpoints import EndpointRecord
 
 SCHEMA = """
 CREATE TABLE webhook_endpoints (
@@ -32,44 +31,7 @@ CREATE TABLE webhook_endpoints (
 );
 """
 
-_COLUMNS = (
-    "id, url, event_types, jwt_header, secrets, created_us, disabled_us, "
-    "disabled_reason"
-)
-
-
-def _row(endpoint: EndpointRecord) -> tuple[object, ...]:
-    return (
-        endpoint.endpoint_id,
-        endpoint.url,
-        None if endpoint.event_types is None else json.dumps(endpoint.event_types),
-        endpoint.jwt_header,
-        json.dumps(
-            [
-                [s.secret, None if s.until is None else micros(s.until)]
-                for s in endpoint.secrets
-            ]
-        ),
-        micros(endpoint.created_at),
-        None if endpoint.disabled_at is None else micros(endpoint.disabled_at),
-        endpoint.disabled_reason,
-    )
-
-
-def _record(row: Row) -> EndpointRecord:
-    return EndpointRecord(
-        endpoint_id=row[0],
-        url=row[1],
-        event_types=None if row[2] is None else tuple(json.loads(row[2])),
-        jwt_header=row[3],
-        secrets=tuple(
-            EndpointSecret(secret, None if until is None else instant(until))
-            for secret, until in json.loads(row[4])
-        ),
-        created_at=instant(row[5]),
-        disabled_at=None if row[6] is None else instant(row[6]),
-        disabled_reason=row[7],
-    )
+_COLUMNS = ENDPOINT_COLUMNS
 
 
 class SqliteEndpointStore:
@@ -94,7 +56,7 @@ class SqliteEndpointStore:
         await self._database.execute(
             f"INSERT INTO webhook_endpoints ({_COLUMNS}) "
             "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            _row(endpoint),
+            endpoint_values(endpoint),
         )
 
     async def get(self, endpoint_id: str) -> EndpointRecord | None:
@@ -102,14 +64,14 @@ class SqliteEndpointStore:
         row = await self._database.fetchone(
             f"SELECT {_COLUMNS} FROM webhook_endpoints WHERE id = ?", (endpoint_id,)
         )
-        return None if row is None else _record(row)
+        return None if row is None else endpoint_of(row)
 
     async def all(self) -> list[EndpointRecord]:
         """Every endpoint, oldest first."""
         rows = await self._database.fetchall(
             f"SELECT {_COLUMNS} FROM webhook_endpoints ORDER BY seq"
         )
-        return [_record(row) for row in rows]
+        return [endpoint_of(row) for row in rows]
 
     async def update(
         self, endpoint_id: str, change: Callable[[EndpointRecord], EndpointRecord]
@@ -123,8 +85,8 @@ class SqliteEndpointStore:
             ).fetchone()
             if row is None:
                 return None
-            changed = change(_record(row))
-            values = _row(changed)
+            changed = change(endpoint_of(row))
+            values = endpoint_values(changed)
             connection.execute(
                 "UPDATE webhook_endpoints SET url = ?, event_types = ?, "
                 "jwt_header = ?, secrets = ?, created_us = ?, disabled_us = ?, "

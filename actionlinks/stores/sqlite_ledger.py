@@ -8,28 +8,18 @@ same second are still told apart.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
 
-from actionlinks.ledger import PURGE_EVERY, Hold, LedgerEntry
+from actionlinks.ledger import PURGE_EVERY, Hold
+from actionlinks.stores.rows import held_entry, ledger_entry, micros
 
 if TYPE_CHECKING:
     import sqlite3
 
     from actionlinks.clock import Clock
+    from actionlinks.ledger import LedgerEntry
     from actionlinks.stores.sqlite_db import SqliteDatabase
-
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-
-
-def micros(instant: datetime) -> int:
-    """``instant`` as integer microseconds since the epoch."""
-    return (instant - _EPOCH) // timedelta(microseconds=1)
-
-
-def instant(value: int) -> datetime:
-    """Integer microseconds since the epoch as an aware UTC datetime."""
-    return _EPOCH + timedelta(microseconds=value)
 
 
 _ENTRY = "state, at_us, expires_us, revoked_us, holder, held_until_us"
@@ -183,26 +173,11 @@ class SqliteLedger:
                 return own
         if revoked_before is None:
             return None
-        return _entry(token_id, "revoked", revoked_before, revoked_before)
+        return ledger_entry(token_id, "revoked", revoked_before, revoked_before)
 
-    def _entry(  # noqa: PLR0913, PLR0917 - one row's columns, in order
-        self,
-        token_id: str,
-        state: str,
-        at: int,
-        expires_at: int,
-        revoked_at: int | None,
-        holder: str | None,
-        held_until: int | None,
-    ) -> LedgerEntry | None:
+    def _entry(self, token_id: str, *row: Any) -> LedgerEntry | None:  # noqa: ANN401 - a row's columns
         """The entry as it stands now: a lapsed hold is no use at all."""
-        if holder is None or held_until is None:
-            return _entry(token_id, state, at, expires_at)
-        if held_until > micros(self._clock.now()):
-            return _entry(token_id, "held", at, expires_at)
-        if revoked_at is None:
-            return None
-        return _entry(token_id, "revoked", revoked_at, expires_at)
+        return held_entry(token_id, *row, now=micros(self._clock.now()))
 
     async def _purge(self, now: datetime) -> None:
         if now - self._last_purge < PURGE_EVERY:
@@ -219,16 +194,3 @@ class SqliteLedger:
             )
 
         await self._database.run(purge)
-
-
-def _entry(token_id: str, state: str, at: int, expires_at: int) -> LedgerEntry:
-    return LedgerEntry(
-        token_id=token_id,
-        state="revoked"
-        if state == "revoked"
-        else "held"
-        if state == "held"
-        else "used",
-        at=instant(at),
-        expires_at=instant(expires_at),
-    )

@@ -7,20 +7,36 @@ and a claim left by a killed process lapses with it.
 
 from __future__ import annotations
 
-from datetime import timedelta
 from typing import TYPE_CHECKING
 
-from actionlinks.outbox.model import Attempt, Delivery, Message, MessageRecord
-from actionlinks.stores.sqlite_ledger import instant, micros
+from actionlinks.outbox.model import MessageRecord
+from actionlinks.stores.rows import (
+    ATTEMPT_COLUMNS,
+    DELIVERY_COLUMNS,
+    MESSAGE_COLUMNS,
+    MESSAGE_STATES,
+    attempt_of,
+    attempt_values,
+    delivery_of,
+    instant,
+    message_of,
+    micros,
+)
 
 if TYPE_CHECKING:
     import sqlite3
     from collections.abc import Collection, Sequence
-    from datetime import datetime
+    from datetime import datetime, timedelta
 
     from actionlinks.clock import Clock
-    from actionlinks.outbox.model import DeliveryState, MessageState
-    from actionlinks.stores.sqlite_db import Row, SqliteDatabase
+    from actionlinks.outbox.model import (
+        Attempt,
+        Delivery,
+        DeliveryState,
+        Message,
+        MessageState,
+    )
+    from actionlinks.stores.sqlite_db import SqliteDatabase
 
 SCHEMA = """
 CREATE TABLE outbox_messages (
@@ -60,62 +76,13 @@ CREATE TABLE outbox_attempts (
 ) WITHOUT ROWID;
 """
 
-_MESSAGE = "m.id, m.channel, m.kind, m.body, m.created_us"
-_DELIVERY = "d.id, d.destination, d.state, d.attempts, d.next_us, d.schedule_start"
+_MESSAGE = MESSAGE_COLUMNS
+_DELIVERY = DELIVERY_COLUMNS
 _ATTEMPT = (
-    "INSERT INTO outbox_attempts (delivery_id, number, at_us, latency_us, status, "
-    "response, error) SELECT ?, coalesce(max(number), 0) + 1, ?, ?, ?, ?, ? "
+    f"INSERT INTO outbox_attempts (delivery_id, number, {ATTEMPT_COLUMNS}) "
+    "SELECT ?, coalesce(max(number), 0) + 1, ?, ?, ?, ?, ? "
     "FROM outbox_attempts WHERE delivery_id = ?"
 )
-_STATES = {
-    "pending": "EXISTS (SELECT 1 FROM outbox_deliveries d WHERE d.message_seq = "
-    "m.seq AND d.state = 'pending')",
-    "failed": "EXISTS (SELECT 1 FROM outbox_deliveries d WHERE d.message_seq = "
-    "m.seq AND d.state = 'failed') AND NOT EXISTS (SELECT 1 FROM "
-    "outbox_deliveries d WHERE d.message_seq = m.seq AND d.state = 'pending')",
-    "delivered": "EXISTS (SELECT 1 FROM outbox_deliveries d WHERE d.message_seq = "
-    "m.seq) AND NOT EXISTS (SELECT 1 FROM outbox_deliveries d WHERE "
-    "d.message_seq = m.seq AND d.state != 'delivered')",
-    "none": "NOT EXISTS (SELECT 1 FROM outbox_deliveries d WHERE d.message_seq = "
-    "m.seq)",
-}
-
-
-def _message(row: Row) -> Message:
-    return Message(
-        message_id=row[0],
-        channel=row[1],
-        kind=row[2],
-        body=bytes(row[3]),
-        created_at=instant(row[4]),
-    )
-
-
-def _delivery(
-    row: Row, message: Message, history: tuple[Attempt, ...] = ()
-) -> Delivery:
-    return Delivery(
-        delivery_id=row[0],
-        message=message,
-        destination=row[1],
-        state=row[2],
-        attempts=row[3],
-        schedule_start=row[5],
-        next_attempt_at=None
-        if row[4] is None or row[2] != "pending"
-        else instant(row[4]),
-        history=history,
-    )
-
-
-def _attempt(row: Row) -> Attempt:
-    return Attempt(
-        at=instant(row[0]),
-        latency=timedelta(microseconds=row[1]),
-        status=row[2],
-        response=row[3],
-        error=row[4],
-    )
 
 
 def _marks(count: int) -> str:
@@ -215,7 +182,7 @@ class SqliteOutbox:
                 if counts.get(row[1], 0) >= per_destination:
                     continue
                 counts[row[1]] = counts.get(row[1], 0) + 1
-                taken.append(_delivery(row, _message(row[6:])))
+                taken.append(delivery_of(row, message_of(row[6:])))
             connection.executemany(
                 "UPDATE outbox_deliveries SET lease_holder = ?, lease_until_us = ? "
                 "WHERE id = ?",
@@ -284,7 +251,7 @@ class SqliteOutbox:
         )
         if row is None:
             return None
-        message = _message(row)
+        message = message_of(row)
         rows = await self._database.fetchall(
             f"SELECT {_DELIVERY} FROM outbox_deliveries d WHERE d.message_seq = ? "
             "ORDER BY d.id",
@@ -293,12 +260,12 @@ class SqliteOutbox:
         deliveries = []
         for found in rows:
             attempts = await self._database.fetchall(
-                "SELECT at_us, latency_us, status, response, error FROM "
+                f"SELECT {ATTEMPT_COLUMNS} FROM "
                 "outbox_attempts WHERE delivery_id = ? ORDER BY number",
                 (found[0],),
             )
-            history = tuple(_attempt(a) for a in attempts)
-            deliveries.append(_delivery(found, message, history))
+            history = tuple(attempt_of(a) for a in attempts)
+            deliveries.append(delivery_of(found, message, history))
         return MessageRecord(message=message, deliveries=tuple(deliveries))
 
     async def list(
@@ -313,7 +280,7 @@ class SqliteOutbox:
         where = ["m.channel = ?"]
         parameters: list[object] = [channel]
         if state is not None:
-            where.append(_STATES[state])
+            where.append(MESSAGE_STATES[state])
         if before is not None:
             where.append(
                 "m.seq < coalesce((SELECT seq FROM outbox_messages WHERE id = ?), 0)"
@@ -328,13 +295,13 @@ class SqliteOutbox:
         )
         records = []
         for row in rows:
-            message = _message(row)
+            message = message_of(row)
             found = await self._database.fetchall(
                 f"SELECT {_DELIVERY} FROM outbox_deliveries d WHERE "
                 "d.message_seq = ? ORDER BY d.id",
                 (row[5],),
             )
-            deliveries = tuple(_delivery(d, message) for d in found)
+            deliveries = tuple(delivery_of(d, message) for d in found)
             records.append(MessageRecord(message=message, deliveries=deliveries))
         return records
 
@@ -424,15 +391,4 @@ class SqliteOutbox:
 def _insert_attempt(
     connection: sqlite3.Connection, delivery_id: int, attempt: Attempt
 ) -> None:
-    connection.execute(
-        _ATTEMPT,
-        (
-            delivery_id,
-            micros(attempt.at),
-            attempt.latency // timedelta(microseconds=1),
-            attempt.status,
-            attempt.response,
-            attempt.error,
-            delivery_id,
-        ),
-    )
+    connection.execute(_ATTEMPT, (delivery_id, *attempt_values(attempt), delivery_id))

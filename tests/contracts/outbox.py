@@ -6,6 +6,7 @@ connected, migrated :class:`~actionlinks.stores.Store` on the ``clock`` fixture.
 
 from __future__ import annotations
 
+import asyncio
 from datetime import timedelta
 
 import pytest
@@ -165,6 +166,26 @@ class OutboxContract:
         assert await claim(outbox, holder="w2", per_destination=2) == []
         clock.advance(LEASE)
         assert len(await claim(outbox, holder="w2", per_destination=2)) == 2
+
+    async def test_concurrent_claims_never_hand_one_delivery_to_two_holders(
+        self, outbox, clock
+    ):
+        """Eight workers claiming at once split 60 deliveries: each is leased
+        to one holder, and no destination gets more than its bound."""
+        for number in range(30):
+            await outbox.enqueue(
+                message(clock, f"msg_{number}"), ["ep_a", "ep_b"], due_at=clock.now()
+            )
+        claims = await asyncio.gather(
+            *(
+                claim(outbox, holder=f"w{n}", limit=5, per_destination=12)
+                for n in range(8)
+            )
+        )
+        taken = [d for held in claims for d in held]
+        assert len({d.delivery_id for d in taken}) == len(taken) == 24
+        for destination in ("ep_a", "ep_b"):
+            assert sum(d.destination == destination for d in taken) <= 12
 
     async def test_a_full_destinations_backlog_never_hides_another_destination(
         self, outbox, clock

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from datetime import timedelta
 
 import pytest
@@ -191,11 +192,21 @@ def test_secret_never_shows_itself():
     assert hash(secret) == hash(Secret("s3cret"))
 
 
-def test_postgresql_is_refused_with_a_clear_message_until_it_arrives(tmp_path):
-    """A PostgreSQL URL is a configuration error naming the missing support."""
+def test_a_postgresql_url_makes_a_postgres_store_without_connecting(tmp_path):
+    """The URL picks the PostgreSQL store; nothing is opened until connect()."""
+    from actionlinks.stores.postgres import PostgresStore
+
     settings = Settings(home=tmp_path, database_url="postgresql://localhost/test")
-    with pytest.raises(ConfigurationError, match="PostgreSQL support"):
-        store_from_url(settings.database_url, clock=SystemClock())
+    store = store_from_url(settings.database_url, clock=SystemClock())
+    assert isinstance(store, PostgresStore)
+    assert not store.database.is_connected
+
+
+def test_postgresql_without_the_postgres_extra_names_the_extra(monkeypatch):
+    """Without asyncpg installed: a configuration error saying what to install."""
+    monkeypatch.setitem(sys.modules, "asyncpg", None)
+    with pytest.raises(ConfigurationError, match=r"actionlinks\[postgres\]"):
+        store_from_url("postgresql://localhost/test", clock=SystemClock())
 
 
 def test_toml_ttl_beyond_the_actions_maximum_is_refused(tmp_path):
