@@ -8,6 +8,7 @@ reference ``standardwebhooks`` library.
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -19,6 +20,8 @@ from typing import TYPE_CHECKING, Self
 
 import anyio
 import httpx
+import pytest
+import redis
 import uvicorn
 from standardwebhooks import Webhook
 from starlette.applications import Starlette
@@ -53,6 +56,7 @@ class ServeProcess:
         workers: int = 1,
         env: dict[str, str] | None = None,
         base_url: bool = True,
+        wait: bool = True,
     ):
         self.home = home
         self.port = free_port()
@@ -75,9 +79,10 @@ class ServeProcess:
                 stdout=log,
                 stderr=subprocess.STDOUT,
             )
-        self._wait_ready()
+        if wait:
+            self.wait_ready()
 
-    def _wait_ready(self) -> None:
+    def wait_ready(self) -> None:
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
@@ -195,3 +200,51 @@ def serve_with_handler(home: Path, receiver: Receiver, action: str) -> ServeProc
         f'handler_secret = "{receiver.secret}"\n'
     )
     return ServeProcess(home, env={"ACTIONLINKS_WEBHOOK_ALLOW_PRIVATE": "1"})
+
+
+class RedisServer:
+    """redis-server on 127.0.0.1, in memory, stopped and started at will."""
+
+    def __init__(self):
+        executable = shutil.which("redis-server")
+        if executable is None:
+            pytest.fail("redis-server is not installed (Debian package redis-server)")
+        self.executable = executable
+        self.port = free_port()
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.process = None
+
+    def start(self, *extra):
+        self.process = subprocess.Popen(
+            [
+                self.executable,
+                *("--port", str(self.port), "--bind", "127.0.0.1"),
+                *("--save", "", "--appendonly", "no"),
+                *extra,
+            ],
+            stdout=subprocess.DEVNULL,
+        )
+        client = redis.Redis.from_url(self.url)
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                client.ping()
+                break
+            except redis.exceptions.ConnectionError:
+                assert time.monotonic() < deadline, "redis-server did not start"
+                time.sleep(0.05)
+        client.close()
+        return self
+
+    def stop(self):
+        if self.process is not None:
+            self.process.terminate()
+            self.process.wait()
+            self.process = None
+
+    def ledger_keys(self):
+        client = redis.Redis.from_url(self.url)
+        try:
+            return [k.decode() for k in client.scan_iter(match="al:*")]
+        finally:
+            client.close()

@@ -19,6 +19,7 @@ import time
 import dkim
 import httpx
 import pytest
+from apis import MailApi
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
 from mailsink import MailSink, Received
@@ -28,7 +29,6 @@ from actionlinks.webhooks import generate_secret
 
 pytestmark = pytest.mark.integration
 
-SCOPES = ("--scope", "mail:send", "--scope", "mail:read")
 NONCE = re.compile(r'name="nonce" value="([^"]+)"')
 RENEWAL = re.compile(r'name="renewal" value="([^"]+)"')
 TRANSACTIONAL = ("password-reset", "email-confirm", "magic-signin", "invite")
@@ -44,40 +44,6 @@ def mail_env(sink: MailSink, **extra: str) -> dict[str, str]:
         "ACTIONLINKS_WEBHOOK_ALLOW_PRIVATE": "1",
         **extra,
     }
-
-
-class MailApi:
-    """The service's mail API with a token of the given scopes."""
-
-    def __init__(self, server: ServeProcess, *scopes: str):
-        token = server.cli("tokens", "issue", *(scopes or SCOPES)).stdout.strip()
-        self.client = httpx.Client(
-            base_url=server.base_url,
-            headers={"Authorization": f"Bearer {token}"},
-            timeout=20,
-        )
-        server.clients.append(self.client)
-
-    def send(self, action: str, to: str, sub: str = "user:42", **fields) -> dict:
-        answer = self.client.post(
-            "/v1/emails", json={"action": action, "to": to, "sub": sub, **fields}
-        )
-        assert answer.status_code == 202, answer.text
-        return answer.json()
-
-    def mail(self, mail_id: str) -> dict:
-        answer = self.client.get(f"/v1/emails/{mail_id}")
-        assert answer.status_code == 200, answer.text
-        return answer.json()
-
-    def wait_for(self, mail_id: str, state: str, seconds: float = 30) -> dict:
-        deadline = time.monotonic() + seconds
-        while time.monotonic() < deadline:
-            found = self.mail(mail_id)
-            if found["state"] == state:
-                return found
-            time.sleep(0.05)
-        raise AssertionError(f"{mail_id} is {found['state']}, not {state}: {found}")
 
 
 @pytest.fixture

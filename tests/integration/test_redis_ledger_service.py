@@ -10,67 +10,16 @@ from __future__ import annotations
 import asyncio
 import re
 import shutil
-import subprocess
-import time
 
 import httpx
 import pytest
-import redis
-from servers import ServeProcess, free_port
+from servers import RedisServer, ServeProcess, free_port
 
 from actionlinks.clock import SystemClock
 
 pytestmark = pytest.mark.integration
 
 NONCE = re.compile(r'name="nonce" value="([^"]+)"')
-
-
-class RedisServer:
-    """redis-server on 127.0.0.1, in memory, stopped and started at will."""
-
-    def __init__(self):
-        executable = shutil.which("redis-server")
-        if executable is None:
-            pytest.fail("redis-server is not installed (Debian package redis-server)")
-        self.executable = executable
-        self.port = free_port()
-        self.url = f"redis://127.0.0.1:{self.port}/0"
-        self.process = None
-
-    def start(self, *extra):
-        self.process = subprocess.Popen(
-            [
-                self.executable,
-                *("--port", str(self.port), "--bind", "127.0.0.1"),
-                *("--save", "", "--appendonly", "no"),
-                *extra,
-            ],
-            stdout=subprocess.DEVNULL,
-        )
-        client = redis.Redis.from_url(self.url)
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                client.ping()
-                break
-            except redis.exceptions.ConnectionError:
-                assert time.monotonic() < deadline, "redis-server did not start"
-                time.sleep(0.05)
-        client.close()
-        return self
-
-    def stop(self):
-        if self.process is not None:
-            self.process.terminate()
-            self.process.wait()
-            self.process = None
-
-    def ledger_keys(self):
-        client = redis.Redis.from_url(self.url)
-        try:
-            return [k.decode() for k in client.scan_iter(match="al:*")]
-        finally:
-            client.close()
 
 
 @pytest.fixture

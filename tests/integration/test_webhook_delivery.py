@@ -19,6 +19,7 @@ import time
 import httpx
 import jwt
 import pytest
+from apis import Api
 from servers import SCRIPT, Receiver, ServeProcess
 
 from actionlinks.webhooks import WEBHOOK_TYP
@@ -27,47 +28,6 @@ FAST = {
     "ACTIONLINKS_WEBHOOK_ALLOW_PRIVATE": "1",
     "ACTIONLINKS_WEBHOOK_RETRY_SCHEDULE": "0,1,1,1,1",
 }
-SCOPES = ("--scope", "webhooks:write", "--scope", "webhooks:read")
-
-
-class Api:
-    """The service's webhook API with a webhooks:read+write token."""
-
-    def __init__(self, server: ServeProcess, *scopes: str):
-        token = server.cli("tokens", "issue", *(scopes or SCOPES)).stdout.strip()
-        self.client = httpx.Client(
-            base_url=server.base_url,
-            headers={"Authorization": f"Bearer {token}"},
-            timeout=20,
-        )
-        server.clients.append(self.client)
-
-    def add(self, url: str, **fields) -> dict:
-        answer = self.client.post("/v1/webhooks/endpoints", json={"url": url, **fields})
-        assert answer.status_code == 201, answer.text
-        return answer.json()
-
-    def send(self, event_type: str, payload: dict, **fields) -> dict:
-        answer = self.client.post(
-            "/v1/webhooks/messages",
-            json={"event_type": event_type, "payload": payload, **fields},
-        )
-        assert answer.status_code == 202, answer.text
-        return answer.json()
-
-    def message(self, message_id: str) -> dict:
-        answer = self.client.get(f"/v1/webhooks/messages/{message_id}")
-        assert answer.status_code == 200, answer.text
-        return answer.json()
-
-    def wait_for(self, message_id: str, state: str, seconds: float = 30) -> dict:
-        deadline = time.monotonic() + seconds
-        while time.monotonic() < deadline:
-            found = self.message(message_id)
-            if found["state"] == state:
-                return found
-            time.sleep(0.05)
-        raise AssertionError(f"{message_id} is {found['state']}, not {state}: {found}")
 
 
 @pytest.fixture
