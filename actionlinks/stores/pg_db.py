@@ -228,7 +228,19 @@ class PgDatabase:
                 the database comes from a newer actionlinks.
         """
 
+        async def version(connection: Connection) -> int:
+            if await connection.fetchval("SELECT to_regclass('actionlinks_schema')"):
+                found = await connection.fetchval(
+                    "SELECT max(version) FROM actionlinks_schema"
+                )
+                return 0 if found is None else int(found)
+            return 0
+
         async def migrate(connection: Connection) -> None:
+            # A current schema needs no lock and no DDL: a service whose role
+            # may only read and write starts on a database migrated before.
+            if await version(connection) == len(steps):
+                return
             await connection.execute(
                 "SELECT pg_advisory_xact_lock($1, $2)",
                 _LOCK_CLASS,
@@ -239,16 +251,13 @@ class PgDatabase:
                 "CREATE TABLE IF NOT EXISTS actionlinks_schema "
                 "(version integer NOT NULL)"
             )
-            found = await connection.fetchval(
-                "SELECT max(version) FROM actionlinks_schema"
-            )
-            version = 0 if found is None else int(found)
-            if version > len(steps):
+            current = await version(connection)
+            if current > len(steps):
                 raise LedgerUnavailableError(
-                    f"the database has schema version {version}, newer than this "
+                    f"the database has schema version {current}, newer than this "
                     f"actionlinks knows ({len(steps)}); upgrade actionlinks"
                 )
-            for step in steps[version:]:
+            for step in steps[current:]:
                 await connection.execute(step, timeout=MIGRATE_TIMEOUT)
             await connection.execute("DELETE FROM actionlinks_schema")
             await connection.execute(

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
+import secrets
 from datetime import timedelta
 
 import anyio
@@ -248,3 +249,45 @@ def test_a_database_url_that_cannot_work_is_refused_at_once(url, said, clock):
     with pytest.raises(ConfigurationError, match=said) as raised:
         store_from_url(url, clock=clock)
     assert "SECRET2" not in str(raised.value)
+
+
+async def test_a_role_that_may_only_read_and_write_runs_on_a_migrated_database(
+    store, database_url, clock
+):
+    """Migrated by its owner, the database serves a role without CREATE: its
+    start finds the schema current and takes no lock and makes no table; on
+    an empty database the same role gets a clear error."""
+    role = f"al_rw_{secrets.token_hex(4)}"
+    owner = await asyncpg.connect(database_url)
+    try:
+        await owner.execute(f"CREATE ROLE {role} LOGIN")
+        await owner.execute(f"REVOKE CREATE ON SCHEMA public FROM {role}")
+        await owner.execute(
+            f"GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public "
+            f"TO {role}"
+        )
+        await owner.execute(f"GRANT USAGE ON ALL SEQUENCES IN SCHEMA public TO {role}")
+        limited_url = database_url.replace("postgres@", f"{role}@")
+        limited = PostgresStore(limited_url, clock=clock)
+        await limited.connect()
+        try:
+            assert await limited.migrate() == len(SCHEMA_STEPS)
+            expires = clock.now() + timedelta(minutes=5)
+            assert await limited.ledger.consume("t", expires_at=expires) is True
+            await limited.outbox.enqueue(message(clock), ["ep"], due_at=clock.now())
+        finally:
+            await limited.aclose()
+        async with fresh_database() as empty_url:
+            empty = PostgresStore(
+                empty_url.replace("postgres@", f"{role}@"), clock=clock
+            )
+            await empty.connect()
+            try:
+                with pytest.raises(LedgerUnavailableError, match="permission denied"):
+                    await empty.migrate()
+            finally:
+                await empty.aclose()
+    finally:
+        await owner.execute(f"DROP OWNED BY {role}")
+        await owner.execute(f"DROP ROLE {role}")
+        await owner.close()
