@@ -19,6 +19,9 @@ if TYPE_CHECKING:
     from actionlinks.ledger import LedgerEntry
     from actionlinks.stores.pg_db import Connection, PgDatabase
 
+PURGE_BATCH = 10_000
+"""The most expired entries one sweep deletes."""
+
 SCHEMA = """
 CREATE TABLE ledger_entries (
     token_id text PRIMARY KEY,
@@ -209,17 +212,23 @@ class PgLedger:
         return held_entry(token_id, *row, now=micros(self._clock.now()))
 
     async def _purge(self, now: datetime) -> None:
+        """Sweep expired entries, a batch at a time, from one use a minute.
+
+        A full batch means more are waiting: the next use sweeps again, so a
+        backlog drains without one request deleting millions of rows.
+        """
         if now - self._last_purge < PURGE_EVERY:
             return
         self._last_purge = now
-
-        async def purge(connection: Connection) -> None:
-            stamp = micros(now)
-            await connection.execute(
-                "DELETE FROM ledger_entries WHERE expires_us < $1", stamp
-            )
-            await connection.execute(
-                "DELETE FROM subject_revocations WHERE until_us < $1", stamp
-            )
-
-        await self._database.transaction(purge)
+        stamp = micros(now)
+        swept = await self._database.execute(
+            "DELETE FROM ledger_entries WHERE token_id IN (SELECT token_id FROM "
+            "ledger_entries WHERE expires_us < $1 LIMIT $2)",
+            stamp,
+            PURGE_BATCH,
+        )
+        await self._database.execute(
+            "DELETE FROM subject_revocations WHERE until_us < $1", stamp
+        )
+        if swept == PURGE_BATCH:
+            self._last_purge = datetime.min.replace(tzinfo=UTC)

@@ -291,3 +291,35 @@ async def test_a_role_that_may_only_read_and_write_runs_on_a_migrated_database(
         await owner.execute(f"DROP OWNED BY {role}")
         await owner.execute(f"DROP ROLE {role}")
         await owner.close()
+
+
+async def test_a_backlog_of_expired_uses_is_swept_a_batch_per_use(
+    store, database_url, clock
+):
+    """25,000 expired entries: no single use deletes them all; the first use
+    of the minute sweeps a batch, and while batches come back full the next
+    use sweeps again, until the backlog is gone."""
+    from actionlinks.stores.pg_ledger import PURGE_BATCH
+    from actionlinks.stores.rows import micros
+
+    connection = await asyncpg.connect(database_url)
+    try:
+        past = micros(clock.now() - timedelta(days=1))
+        await connection.copy_records_to_table(
+            "ledger_entries",
+            records=[(f"old-{n}", "used", past, past) for n in range(25_000)],
+            columns=("token_id", "state", "at_us", "expires_us"),
+        )
+        expires = clock.now() + timedelta(minutes=5)
+        left = []
+        for n in range(4):
+            await store.ledger.consume(f"new-{n}", expires_at=expires)
+            left.append(
+                await connection.fetchval(
+                    "SELECT count(*) FROM ledger_entries WHERE token_id LIKE 'old-%'"
+                )
+            )
+    finally:
+        await connection.close()
+    assert PURGE_BATCH == 10_000
+    assert left == [15_000, 5_000, 0, 0]
