@@ -23,7 +23,6 @@ import multiprocessing
 import os
 import secrets
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -38,6 +37,7 @@ import redis
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from service import _mint, free_port, measure, post_request
+from workers import serving
 
 from actionlinks.clock import SystemClock
 from actionlinks.stores import store_from_url
@@ -240,41 +240,15 @@ def live_entries(kind: str, database: str, ledger: str | None, small: int, large
 
 
 def posts_per_second(env: dict[str, str], workers: int, count: int) -> float:
-    with tempfile.TemporaryDirectory() as home:
-        port = free_port()
-        env = {
-            **{k: v for k, v in os.environ.items() if not k.startswith("ACTIONLINKS_")},
-            **env,
-            "ACTIONLINKS_HOME": home,
-            "ACTIONLINKS_BASE_URL": f"http://127.0.0.1:{port}",
-        }
-        subprocess.run([SCRIPT, "init"], env=env, capture_output=True, check=True)
-        links = asyncio.run(_mint(env, count))
-        server = subprocess.Popen(
-            [SCRIPT, "serve", "--port", str(port), "--workers", str(workers)],
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        try:
-            deadline = time.monotonic() + 60
-            while time.monotonic() < deadline:
-                try:
-                    socket.create_connection(("127.0.0.1", port), 0.2).close()
-                    break
-                except OSError:
-                    time.sleep(0.1)
-            time.sleep(1 + workers)  # every worker up before the clock starts
-            requests = [
-                post_request(f"/a/{token}", f"nonce={nonce}") for token, nonce in links
-            ]
-            rate, ok, done = measure(port, requests, 0, TASKS)
-            if ok != done:
-                raise RuntimeError(f"{done - ok} of {done} POSTs failed")
-            return float(rate)
-        finally:
-            server.terminate()
-            server.wait()
+    with serving(workers, env) as (port, service_env):
+        links = asyncio.run(_mint(service_env, count))
+        requests = [
+            post_request(f"/a/{token}", f"nonce={nonce}") for token, nonce in links
+        ]
+        rate, ok, done = measure(port, requests, 0, TASKS)
+        if ok != done:
+            raise RuntimeError(f"{done - ok} of {done} POSTs failed")
+        return float(rate)
 
 
 def main() -> None:

@@ -16,6 +16,8 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -25,10 +27,15 @@ from service import free_port, get_request, measure
 SCRIPT = Path(sys.executable).with_name("actionlinks")
 
 
-def requests_per_second(workers: int, seconds: float, connections: int) -> float:
+@contextmanager
+def serving(
+    workers: int, extra: dict[str, str] | None = None
+) -> Iterator[tuple[int, dict[str, str]]]:
+    """`actionlinks serve --workers N` on a fresh home: its port and environment."""
     with tempfile.TemporaryDirectory() as home:
         port = free_port()
         env = {k: v for k, v in os.environ.items() if not k.startswith("ACTIONLINKS_")}
+        env.update(extra or {})
         env.update(
             ACTIONLINKS_HOME=home, ACTIONLINKS_BASE_URL=f"http://127.0.0.1:{port}"
         )
@@ -48,21 +55,26 @@ def requests_per_second(workers: int, seconds: float, connections: int) -> float
                 except OSError:
                     time.sleep(0.1)
             time.sleep(1 + workers)  # every worker up before the clock starts
-            minted = subprocess.run(
-                [SCRIPT, "mint", "email-confirm", "--sub", "bench"],
-                env=env,
-                capture_output=True,
-                text=True,
-                check=True,
-            )
-            path = minted.stdout.strip().split(str(port), 1)[1]
-            rate, ok, done = measure(port, [get_request(path)], seconds, connections)
-            if ok != done:
-                raise RuntimeError(f"{done - ok} of {done} requests failed")
-            return float(rate)
+            yield port, env
         finally:
             server.terminate()
             server.wait()
+
+
+def requests_per_second(workers: int, seconds: float, connections: int) -> float:
+    with serving(workers) as (port, env):
+        minted = subprocess.run(
+            [SCRIPT, "mint", "email-confirm", "--sub", "bench"],
+            env=env,
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        path = minted.stdout.strip().split(str(port), 1)[1]
+        rate, ok, done = measure(port, [get_request(path)], seconds, connections)
+        if ok != done:
+            raise RuntimeError(f"{done - ok} of {done} requests failed")
+        return float(rate)
 
 
 def main() -> None:
