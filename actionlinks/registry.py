@@ -92,8 +92,10 @@ RENEWAL_WINDOW = timedelta(days=7)
 HOLD_FOR = timedelta(minutes=5)
 """How long a use is held while its handler runs. If the process dies meanwhile,
 the link works again after this: a crash never spends a link with nothing done."""
-CONFIRM_TRIES = 4
-"""How often a use is confirmed before it is left to lapse (0.2, 0.4, 0.8 s apart)."""
+CONFIRM_PAUSE = 2.0
+"""The longest pause, in seconds, between tries to confirm a use (from 0.05 s,
+doubling): a use is confirmed until its hold is near its end, so a store that
+stalls for less than that never lets a used link work again."""
 RETENTION = RENEWAL_WINDOW + timedelta(minutes=5)
 """How long the ledger remembers a use or revocation after the link expired:
 until renewal can no longer be offered, so a used or revoked link never is."""
@@ -460,15 +462,22 @@ class ActionRegistry:
         )
 
     async def _confirm(self, token_id: str, holder: str | None) -> None:
-        """Make a held use final; if that fails the hold lapses (logged)."""
+        """Make a held use final, trying until the hold nears its end.
+
+        Only if the store stays unavailable that long does the hold lapse
+        (logged): the link then works again, as after a crash.
+        """
         if holder is None:
             return
-        for attempt in range(CONFIRM_TRIES):
+        give_up = anyio.current_time() + HOLD_FOR.total_seconds() * 0.9
+        pause = 0.05
+        while True:
             try:
                 await self._ledger.confirm(token_id, holder=holder)
             except LedgerUnavailableError as exc:
-                if attempt + 1 < CONFIRM_TRIES:  # a blip must not undo the use
-                    await anyio.sleep(0.2 * 2**attempt)
+                if anyio.current_time() + pause < give_up:  # ride out the stall
+                    await anyio.sleep(pause)
+                    pause = min(pause * 2, CONFIRM_PAUSE)
                     continue
                 _log.error(
                     "link %s was used but the use could not be recorded; it works "

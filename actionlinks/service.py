@@ -188,6 +188,7 @@ class Service:
         self._opened = 0
         self._starting: anyio.Lock | None = None
         self._stack: AsyncExitStack | None = None
+        self._background: asyncio.Task[None] | None = None
         self.check_actions()
 
     def __repr__(self) -> str:
@@ -357,6 +358,8 @@ class Service:
             # close: whichever task closes the service last (two apps may share
             # it) can stop it, which a task group entered here would forbid.
             background = asyncio.create_task(self._run_background(stopping))
+            background.add_done_callback(_report_background)
+            self._background = background
             stack.push_async_callback(self._stop_background, stopping, background)
         except BaseException:
             self._http = None
@@ -423,8 +426,16 @@ class Service:
         """Return when the store answers.
 
         Raises:
-            LedgerUnavailableError: it does not (or the service is closed).
+            LedgerUnavailableError: it does not (or the service is closed), or
+                the background work (deliveries, key reload) stopped on an
+                error: the process needs a restart.
         """
+        background = self._background
+        if self._stack is not None and background is not None and background.done():
+            raise LedgerUnavailableError(
+                "the service's background work (deliveries, key reload) stopped "
+                "on an error (see the log); restart the process"
+            )
         await self.store.check_health()
 
     # --- background work ------------------------------------------------------------
@@ -467,3 +478,22 @@ class Service:
             return False
         _log.info("keys reloaded from %s: %d keys", self._keyfile.path, len(ring))
         return True
+
+
+def _report_background(task: asyncio.Task[None]) -> None:
+    """Log at once why the background work ended, if it failed."""
+    if task.cancelled() or (error := task.exception()) is None:
+        return
+    causes: list[BaseException] = []
+    pending: list[BaseException] = [error]
+    while pending:  # the task group's errors, unwrapped
+        found = pending.pop()
+        if isinstance(found, BaseExceptionGroup):
+            pending.extend(found.exceptions)
+        else:
+            causes.append(found)
+    _log.error(
+        "the background work (deliveries, key reload) stopped: %s; /healthz "
+        "answers 503 until the process is restarted",
+        "; ".join(f"{type(c).__name__}: {c}" for c in causes),
+    )

@@ -62,6 +62,9 @@ def _shown(url: str) -> str:
         parts = urlsplit(url)
         port = parts.port or 5432
         host = parts.hostname or "localhost"
+        if "@" in parts.path + parts.query + parts.fragment:
+            # An unquoted / in the password: what looks like the path holds it.
+            raise ValueError  # noqa: TRY301 - one message for every bad URL
     except ValueError as exc:  # its text may quote the password
         raise ConfigurationError(
             "ACTIONLINKS_DATABASE_URL is not a PostgreSQL URL (postgresql://user:"
@@ -102,6 +105,8 @@ class PgDatabase:
         self._errors: tuple[type[BaseException], ...] = (
             self._driver.PostgresError,
             self._driver.InterfaceError,
+            # A pooled connection whose server process was killed, reused.
+            self._driver.InternalClientError,
             OSError,
             TimeoutError,
         )

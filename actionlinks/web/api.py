@@ -10,6 +10,7 @@ app's one exception handler calls :func:`api_error`.
 from __future__ import annotations
 
 import json
+import re
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -49,6 +50,9 @@ MAX_DEPTH = 32
 ROUTE_PREFIX = "api."
 _REALM = 'Bearer realm="actionlinks"'
 NO_STORE = {"Cache-Control": "no-store"}
+MAX_JTI = 256
+"""The longest jti looked up (every jti minted is far shorter)."""
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _MINT_FIELDS = frozenset({"action", "sub", "ttl", "data", "state", "alg"})
 
 
@@ -336,7 +340,14 @@ class ApiEndpoints:
 
     async def status(self, request: Request, caller: ActionClaims) -> Response:
         """GET /v1/links/{jti}: the link's state and rejected attempts."""
-        found = await self._service.links.status(request.path_params["jti"])
+        jti = request.path_params["jti"]
+        # No link has a jti with control characters (which PostgreSQL's text
+        # cannot even hold) or of this length: unknown, never a store error.
+        found = (
+            None
+            if len(jti) > MAX_JTI or _CONTROL.search(jti)
+            else await self._service.links.status(jti)
+        )
         if found is None:
             raise RequestError("no link with this jti", status=404, code="not_found")
         body = status_json(found)

@@ -186,6 +186,10 @@ def test_a_view_and_a_revocation_on_one_host_are_seen_on_the_other(fleet):
     ).json()
     assert status["state"] == "revoked"
     assert [a["reason"] for a in status["rejected_attempts"]] == ["revoked"]
+    # A jti PostgreSQL cannot hold is unknown, not an outage (found by an audit).
+    for jti in ("a%00b", "x" * 300):
+        unknown = httpx.get(f"{second.base_url}/v1/links/{jti}", headers=headers)
+        assert unknown.status_code == 404, unknown.text
 
 
 @pytest.fixture

@@ -7,6 +7,7 @@ postgres), created before and dropped after.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import logging
 import secrets
@@ -241,6 +242,8 @@ async def test_a_store_used_before_it_is_open_says_so(clock, database_url):
         ("postgresql://127.0.0.1:5432", "must name the database"),
         ("postgresql://u:abc?SECRET2@127.0.0.1:5432/x", "not a PostgreSQL URL"),
         ("postgresql://127.0.0.1:notaport/x", "not a PostgreSQL URL"),
+        ("postgresql://postgres:2024/SECRET2@127.0.0.1:5432/x", "not a PostgreSQL URL"),
+        ("postgresql://postgres:ab#SECRET2@127.0.0.1:5432/x", "not a PostgreSQL URL"),
     ],
 )
 def test_a_database_url_that_cannot_work_is_refused_at_once(url, said, clock):
@@ -323,3 +326,36 @@ async def test_a_backlog_of_expired_uses_is_swept_a_batch_per_use(
         await connection.close()
     assert PURGE_BATCH == 10_000
     assert left == [15_000, 5_000, 0, 0]
+
+
+async def test_connections_killed_under_the_pool_are_unavailable_then_replaced(
+    database_url, clock
+):
+    """The server's processes behind a warm pool are terminated (a restart, a
+    failover): each query either works or is LedgerUnavailableError (found by
+    an audit: asyncpg's InternalClientError escaped and ended the workers),
+    and the pool is whole again after."""
+    store = PostgresStore(database_url, clock=clock)
+    await store.connect()
+    await store.migrate()
+    try:
+
+        async def hold_one():
+            await store.database.run(lambda c: c.execute("SELECT pg_sleep(0.2)"))
+
+        for _ in range(3):
+            await asyncio.gather(*(hold_one() for _ in range(10)))  # ten warm
+            admin = await asyncpg.connect(database_url)
+            try:
+                await admin.execute(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                    "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+                )
+            finally:
+                await admin.close()
+            for _ in range(15):
+                with contextlib.suppress(LedgerUnavailableError):
+                    await store.database.fetchrow("SELECT 1")
+        assert await store.database.fetchrow("SELECT 1") == (1,)
+    finally:
+        await store.aclose()

@@ -62,9 +62,11 @@ def flaky_registry(issuer, flaky, clock):
 
 
 async def test_a_use_whose_confirmation_fails_is_logged_and_succeeds(
-    flaky_registry, flaky, caplog
+    flaky_registry, flaky, caplog, monkeypatch
 ):
-    """The handler ran: the person is told so; the log says the hold will lapse."""
+    """The store never answers until the hold nears its end: the handler ran,
+    so the person is told so; the log says the hold will lapse."""
+    monkeypatch.setattr(registry_module, "HOLD_FOR", timedelta(seconds=0.4))
     flaky.fail = frozenset({"confirm"})
     link = await flaky_registry.mint("invite", subject="u")
     assert await flaky_registry.redeem(link.token)
@@ -82,6 +84,22 @@ async def test_a_blip_at_confirmation_is_ridden_out_and_the_use_stays(
     assert "could not be recorded" not in caplog.text
     clock.advance(registry_module.HOLD_FOR + timedelta(minutes=1))
     assert (await flaky.lookup(link.claims.token_id)).state == "used"
+
+
+async def test_a_store_stalled_for_seconds_at_confirmation_still_records_the_use(
+    flaky_registry, flaky, clock, caplog
+):
+    """Seven failures in a row (about three seconds of a stalled database) are
+    ridden out: the use is recorded and the link never works again (found by
+    an audit: four tries, then the hold lapsed and the link worked twice)."""
+    flaky.confirm_failures = 7
+    link = await flaky_registry.mint("invite", subject="u")
+    assert await flaky_registry.redeem(link.token)
+    assert "could not be recorded" not in caplog.text
+    clock.advance(registry_module.HOLD_FOR + timedelta(minutes=1))
+    assert (await flaky.lookup(link.claims.token_id)).state == "used"
+    again = await flaky_registry.mint("invite", subject="v")
+    assert await flaky_registry.redeem(again.token)
 
 
 @pytest.mark.parametrize(("fail", "lose"), [({"extend"}, False), (set(), True)])
@@ -180,3 +198,28 @@ async def test_an_open_service_says_so_and_what_actions_do(tmp_path, clock):
     async with Service(settings, clock=clock, store=MemoryStore(clock=clock)) as svc:
         assert "open" in repr(svc)
         assert svc.describe("invite") is None
+
+
+async def test_background_work_that_dies_fails_health_and_says_why(
+    tmp_path, clock, caplog, monkeypatch
+):
+    """A worker ended by an error nobody expected (an audit found one from the
+    PostgreSQL driver) is logged at once, and /healthz's check fails, so the
+    balancer stops sending and the process gets restarted."""
+    settings = Settings(home=tmp_path)
+    initialize(settings, clock=clock)
+    service = Service(settings, clock=clock, store=MemoryStore(clock=clock))
+
+    async def broken():
+        raise RuntimeError("driver in a state it cannot leave")
+
+    monkeypatch.setattr(service, "_flush_forever", broken)
+    await service.open()
+    try:
+        await anyio.sleep(0.05)
+        with pytest.raises(LedgerUnavailableError, match="restart the process"):
+            await service.check_health()
+        assert "driver in a state it cannot leave" in caplog.text
+    finally:
+        with pytest.raises(BaseExceptionGroup):
+            await service.aclose()
