@@ -17,7 +17,7 @@ if TYPE_CHECKING:
 
     from actionlinks.clock import Clock
     from actionlinks.outbox.model import Attempt, DeliveryState, MessageState
-    from actionlinks.webhooks.endpoints import EndpointRecord
+    from actionlinks.webhooks.endpoints import EndpointRecord, Room
 
 
 class MemoryOutbox:
@@ -288,8 +288,10 @@ class MemoryEndpointStore:
         """Count the endpoints."""
         return f"MemoryEndpointStore(endpoints={len(self._endpoints)})"
 
-    async def add(self, endpoint: EndpointRecord) -> None:
-        """Keep a new endpoint."""
+    async def add(self, endpoint: EndpointRecord, *, room: Room | None = None) -> None:
+        """Keep a new endpoint (if ``room`` lets it)."""
+        if room is not None:
+            room(list(self._endpoints.values()))
         self._endpoints[endpoint.endpoint_id] = endpoint
 
     async def get(self, endpoint_id: str) -> EndpointRecord | None:
@@ -301,11 +303,17 @@ class MemoryEndpointStore:
         return list(self._endpoints.values())
 
     async def update(
-        self, endpoint_id: str, change: Callable[[EndpointRecord], EndpointRecord]
+        self,
+        endpoint_id: str,
+        change: Callable[[EndpointRecord], EndpointRecord],
+        *,
+        room: Room | None = None,
     ) -> EndpointRecord | None:
-        """Apply ``change``; the result, or ``None``."""
+        """Apply ``change`` (if ``room`` lets it); the result, or ``None``."""
         found = self._endpoints.get(endpoint_id)
         if found is None:
             return None
+        if room is not None:
+            room(list(self._endpoints.values()))
         self._endpoints[endpoint_id] = changed = change(found)
         return changed

@@ -14,7 +14,9 @@ if TYPE_CHECKING:
     from collections.abc import Callable
 
     from actionlinks.stores.pg_db import Connection, PgDatabase
-    from actionlinks.webhooks.endpoints import EndpointRecord
+    from actionlinks.webhooks.endpoints import EndpointRecord, Room
+
+_COUNTING_LOCK = 0x616C0003  # the advisory lock of writes that count endpoints
 
 SCHEMA = """
 CREATE TABLE webhook_endpoints (
@@ -48,13 +50,19 @@ class PgEndpointStore:
         """Name the database."""
         return f"PgEndpointStore({self._database!r})"
 
-    async def add(self, endpoint: EndpointRecord) -> None:
-        """Keep a new endpoint."""
-        await self._database.execute(
-            f"INSERT INTO webhook_endpoints ({ENDPOINT_COLUMNS}) "
-            "VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-            *endpoint_values(endpoint),
-        )
+    async def add(self, endpoint: EndpointRecord, *, room: Room | None = None) -> None:
+        """Keep a new endpoint (if ``room`` lets it, under a lock of all hosts)."""
+
+        async def write(connection: Connection) -> None:
+            if room is not None:
+                room(await _all_locked(connection))
+            await connection.execute(
+                f"INSERT INTO webhook_endpoints ({ENDPOINT_COLUMNS}) "
+                "VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+                *endpoint_values(endpoint),
+            )
+
+        await self._database.transaction(write)
 
     async def get(self, endpoint_id: str) -> EndpointRecord | None:
         """The endpoint ``endpoint_id``, or ``None``."""
@@ -72,11 +80,17 @@ class PgEndpointStore:
         return [endpoint_of(row) for row in rows]
 
     async def update(
-        self, endpoint_id: str, change: Callable[[EndpointRecord], EndpointRecord]
+        self,
+        endpoint_id: str,
+        change: Callable[[EndpointRecord], EndpointRecord],
+        *,
+        room: Room | None = None,
     ) -> EndpointRecord | None:
         """Apply ``change`` to the locked row in one transaction; the result."""
 
         async def write(connection: Connection) -> EndpointRecord | None:
+            if room is not None:
+                room(await _all_locked(connection))
             row = await connection.fetchrow(
                 f"SELECT {ENDPOINT_COLUMNS} FROM webhook_endpoints WHERE id = $1 "
                 "FOR UPDATE",
@@ -95,3 +109,15 @@ class PgEndpointStore:
             return changed
 
         return await self._database.transaction(write)
+
+
+async def _all_locked(connection: Connection) -> list[EndpointRecord]:
+    """Every endpoint, the transaction holding the endpoints' lock.
+
+    One counting write at a time, whichever process it runs in.
+    """
+    await connection.execute("SELECT pg_advisory_xact_lock($1)", _COUNTING_LOCK)
+    rows = await connection.fetch(
+        f"SELECT {ENDPOINT_COLUMNS} FROM webhook_endpoints ORDER BY seq"
+    )
+    return [endpoint_of(row) for row in rows]

@@ -15,7 +15,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable
 
     from actionlinks.stores.sqlite_db import SqliteDatabase
-    from actionlinks.webhooks.endpoints import EndpointRecord
+    from actionlinks.webhooks.endpoints import EndpointRecord, Room
 
 SCHEMA = """
 CREATE TABLE webhook_endpoints (
@@ -51,13 +51,19 @@ class SqliteEndpointStore:
         """Name the database."""
         return f"SqliteEndpointStore({self._database!r})"
 
-    async def add(self, endpoint: EndpointRecord) -> None:
-        """Keep a new endpoint."""
-        await self._database.execute(
-            f"INSERT INTO webhook_endpoints ({_COLUMNS}) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            endpoint_values(endpoint),
-        )
+    async def add(self, endpoint: EndpointRecord, *, room: Room | None = None) -> None:
+        """Keep a new endpoint (if ``room`` lets it, in the same write)."""
+
+        def write(connection: sqlite3.Connection) -> None:
+            if room is not None:
+                room(_all(connection))
+            connection.execute(
+                f"INSERT INTO webhook_endpoints ({_COLUMNS}) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                endpoint_values(endpoint),
+            )
+
+        await self._database.transaction(write)
 
     async def get(self, endpoint_id: str) -> EndpointRecord | None:
         """The endpoint ``endpoint_id``, or ``None``."""
@@ -74,7 +80,11 @@ class SqliteEndpointStore:
         return [endpoint_of(row) for row in rows]
 
     async def update(
-        self, endpoint_id: str, change: Callable[[EndpointRecord], EndpointRecord]
+        self,
+        endpoint_id: str,
+        change: Callable[[EndpointRecord], EndpointRecord],
+        *,
+        room: Room | None = None,
     ) -> EndpointRecord | None:
         """Apply ``change`` in one write transaction; the result, or ``None``."""
 
@@ -85,6 +95,8 @@ class SqliteEndpointStore:
             ).fetchone()
             if row is None:
                 return None
+            if room is not None:
+                room(_all(connection))
             changed = change(endpoint_of(row))
             values = endpoint_values(changed)
             connection.execute(
@@ -96,3 +108,10 @@ class SqliteEndpointStore:
             return changed
 
         return await self._database.transaction(write)
+
+
+def _all(connection: sqlite3.Connection) -> list[EndpointRecord]:
+    rows = connection.execute(
+        f"SELECT {_COLUMNS} FROM webhook_endpoints ORDER BY seq"
+    ).fetchall()
+    return [endpoint_of(row) for row in rows]

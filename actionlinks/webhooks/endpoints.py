@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Protocol
 from urllib.parse import urlsplit
@@ -18,7 +19,6 @@ from urllib.parse import urlsplit
 from actionlinks.errors import InvalidArgumentError
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
     from datetime import datetime
 
 EVENT_TYPE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,99}")
@@ -136,11 +136,20 @@ class EndpointRecord:
         return replace(self, disabled_at=None, disabled_reason=None)
 
 
+Room = Callable[[list["EndpointRecord"]], None]
+"""Checks that the endpoints kept leave room for one more (or one enabled)."""
+
+
 class EndpointStore(Protocol):
     """Where registered endpoints are kept."""
 
-    async def add(self, endpoint: EndpointRecord) -> None:
-        """Keep a new endpoint."""
+    async def add(self, endpoint: EndpointRecord, *, room: Room | None = None) -> None:
+        """Keep a new endpoint.
+
+        ``room`` is called with every endpoint kept, in the same write as the
+        addition and serialised with every other process's: raising, it stops
+        the addition (a bound on the endpoints holds across processes).
+        """
         ...
 
     async def get(self, endpoint_id: str) -> EndpointRecord | None:
@@ -152,7 +161,14 @@ class EndpointStore(Protocol):
         ...
 
     async def update(
-        self, endpoint_id: str, change: Callable[[EndpointRecord], EndpointRecord]
+        self,
+        endpoint_id: str,
+        change: Callable[[EndpointRecord], EndpointRecord],
+        *,
+        room: Room | None = None,
     ) -> EndpointRecord | None:
-        """Apply ``change`` to the endpoint atomically; the result, or ``None``."""
+        """Apply ``change`` to the endpoint atomically; the result, or ``None``.
+
+        ``room`` as for :meth:`add`, called before the change.
+        """
         ...

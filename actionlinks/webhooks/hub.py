@@ -14,7 +14,6 @@ import re
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
-import anyio
 import httpx
 
 from actionlinks.errors import (
@@ -115,7 +114,6 @@ class WebhookHub:
         "_clock",
         "_deliverer",
         "_endpoints",
-        "_lock",
         "_outbox",
         "_policy",
         "_view",
@@ -141,7 +139,6 @@ class WebhookHub:
         self._policy = policy
         self._allow_private = allow_private
         self._wake = wake
-        self._lock: anyio.Lock | None = None
         self._view = ChannelView(
             outbox,
             CHANNEL,
@@ -206,25 +203,9 @@ class WebhookHub:
             secrets=(EndpointSecret(secret),),
             created_at=self._clock.now(),
         )
-        async with self._counting():  # counted and added at once, here
-            await self._check_room(adding=True)
-            await self._endpoints.add(record)
+        # Counted and added in one write, one at a time across processes.
+        await self._endpoints.add(record, room=_room_to_add)
         return record, secret
-
-    def _counting(self) -> anyio.Lock:
-        if self._lock is None:  # made in the event loop
-            self._lock = anyio.Lock()
-        return self._lock
-
-    async def _check_room(self, *, adding: bool) -> None:
-        known = await self._endpoints.all()
-        enabled = sum(1 for e in known if e.is_enabled)
-        if enabled >= MAX_ENDPOINTS or (adding and len(known) >= MAX_KEPT_ENDPOINTS):
-            raise InvalidArgumentError(
-                f"a service keeps at most {MAX_ENDPOINTS} enabled endpoints "
-                f"({MAX_KEPT_ENDPOINTS} in all)",
-                field="url",
-            )
 
     async def endpoints(self) -> list[EndpointRecord]:
         """Every registered endpoint, oldest first."""
@@ -275,9 +256,9 @@ class WebhookHub:
         current = await self.endpoint(endpoint_id)
         if current.is_enabled:
             return current
-        async with self._counting():
-            await self._check_room(adding=False)
-            found = await self._endpoints.update(endpoint_id, lambda r: r.enabled())
+        found = await self._endpoints.update(
+            endpoint_id, lambda r: r.enabled(), room=_room_to_enable
+        )
         return _found(found)
 
     # --- messages ---------------------------------------------------------------
@@ -439,3 +420,24 @@ def _found(record: EndpointRecord | None) -> EndpointRecord:
 def payload_of(message: Message) -> Any:  # noqa: ANN401 - whatever JSON was sent
     """The ``data`` of a stored webhook message."""
     return json.loads(message.body).get("data")
+
+
+def _room_to_enable(known: list[EndpointRecord]) -> None:
+    """Refuse when as many endpoints as allowed are enabled."""
+    if sum(1 for e in known if e.is_enabled) >= MAX_ENDPOINTS:
+        raise _no_room()
+
+
+def _room_to_add(known: list[EndpointRecord]) -> None:
+    """Refuse when the endpoints enabled, or kept in all, are at their bound."""
+    _room_to_enable(known)
+    if len(known) >= MAX_KEPT_ENDPOINTS:
+        raise _no_room()
+
+
+def _no_room() -> InvalidArgumentError:
+    return InvalidArgumentError(
+        f"a service keeps at most {MAX_ENDPOINTS} enabled endpoints "
+        f"({MAX_KEPT_ENDPOINTS} in all)",
+        field="url",
+    )

@@ -457,3 +457,39 @@ class EndpointStoreContract:
         assert not disabled.is_enabled
         assert disabled.disabled_reason == "410 Gone"
         assert await endpoints.update("ep_x", lambda r: r) is None
+
+    async def test_concurrent_adds_stop_at_the_bound_their_room_sets(
+        self, endpoints, clock
+    ):
+        """Twelve adds at once, each allowed while fewer than five are kept:
+        exactly five are kept; a refused add writes nothing."""
+
+        def room(known):
+            if len(known) >= 5:
+                raise ValueError("full")
+
+        results = await asyncio.gather(
+            *(endpoints.add(endpoint(clock, f"ep_{n}"), room=room) for n in range(12)),
+            return_exceptions=True,
+        )
+        assert sum(r is None for r in results) == 5
+        assert all(isinstance(r, ValueError) for r in results if r is not None)
+        assert len(await endpoints.all()) == 5
+
+    async def test_an_update_refused_by_its_room_changes_nothing(
+        self, endpoints, clock
+    ):
+        """room sees every endpoint before the change; raising, it stops it."""
+        await endpoints.add(endpoint(clock))
+        seen = []
+
+        def room(known):
+            seen.append([e.endpoint_id for e in known])
+            raise ValueError("full")
+
+        with pytest.raises(ValueError, match="full"):
+            await endpoints.update(
+                "ep_1", lambda r: r.disabled(clock.now(), "x"), room=room
+            )
+        assert seen == [["ep_1"]]
+        assert (await endpoints.get("ep_1")).is_enabled

@@ -359,3 +359,33 @@ async def test_connections_killed_under_the_pool_are_unavailable_then_replaced(
         assert await store.database.fetchrow("SELECT 1") == (1,)
     finally:
         await store.aclose()
+
+
+async def test_endpoint_adds_over_two_pools_stop_at_the_bound(database_url, clock):
+    """Adds from two processes' pools at once, each allowed while fewer than
+    ten are kept: exactly ten are kept (an audit found 1,001 of 1,000 when each
+    process counted under a lock of its own)."""
+    from contracts.outbox import endpoint
+
+    first, second = await _stores(database_url, clock, 2)
+    try:
+        await first.migrate()
+
+        def room(known):
+            if len(known) >= 10:
+                raise ValueError("full")
+
+        results = await asyncio.gather(
+            *(
+                (first, second)[n % 2].endpoints.add(
+                    endpoint(clock, f"ep_{n}"), room=room
+                )
+                for n in range(30)
+            ),
+            return_exceptions=True,
+        )
+        assert sum(r is None for r in results) == 10
+        assert len(await second.endpoints.all()) == 10
+    finally:
+        await first.aclose()
+        await second.aclose()
