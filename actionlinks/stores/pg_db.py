@@ -96,7 +96,7 @@ class PgDatabase:
             missing.
     """
 
-    __slots__ = ("_driver", "_errors", "_pool", "_shown", "_url")
+    __slots__ = ("_driver", "_errors", "_opening", "_pool", "_shown", "_url")
 
     def __init__(self, url: str) -> None:
         """Check the URL and load the driver; nothing is opened yet."""
@@ -110,6 +110,7 @@ class PgDatabase:
             OSError,
             TimeoutError,
         )
+        self._opening = (ValueError, *self._errors)
         self._url = url
         self._pool: Any = None
 
@@ -139,9 +140,7 @@ class PgDatabase:
                 command_timeout=TIMEOUT,
                 max_inactive_connection_lifetime=60.0,
             )
-        except ValueError as exc:
-            raise self._failed("cannot open", exc) from exc
-        except self._errors as exc:
+        except self._opening as exc:  # a bad option, or no answer
             raise self._failed("cannot open", exc) from exc
 
     async def aclose(self) -> None:

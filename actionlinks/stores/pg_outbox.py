@@ -13,6 +13,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from actionlinks.outbox.model import MessageRecord
+from actionlinks.stores.pg_db import rowcount
 from actionlinks.stores.rows import (
     ATTEMPT_COLUMNS,
     DELIVERY_COLUMNS,
@@ -246,7 +247,7 @@ class PgOutbox:
                 delivery_id,
                 holder,
             )
-            return bool(changed.endswith(" 1"))
+            return rowcount(changed) == 1
 
         return await self._database.transaction(write)
 
