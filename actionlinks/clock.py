@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime
 from typing import Protocol
 
@@ -13,6 +14,10 @@ class Clock(Protocol):
         """Return the current instant (aware, UTC)."""
         ...
 
+    def micros(self) -> int:
+        """Return the current instant as whole microseconds since the epoch."""
+        ...
+
 
 class SystemClock:
     """The real clock."""
@@ -22,6 +27,10 @@ class SystemClock:
     def now(self) -> datetime:
         """Return the current instant (aware, UTC)."""
         return datetime.now(UTC)
+
+    def micros(self) -> int:
+        """Return the current instant as whole microseconds since the epoch."""
+        return time.time_ns() // 1000
 
     def __repr__(self) -> str:
         """Name the clock."""

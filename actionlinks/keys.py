@@ -31,6 +31,7 @@ from jwt.exceptions import InvalidKeyError, PyJWKError
 
 from actionlinks.errors import ConfigurationError, KeyFileError, MalformedTokenError
 from actionlinks.jws import b64url_encode, decode_segment
+from actionlinks.mac import PrefixedMac
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Iterator
@@ -241,6 +242,12 @@ class SigningKey:
         return _EC.verify(
             message, cast("ec.EllipticCurvePublicKey", self._public), signature
         )
+
+    def prefixed_mac(self, prefix: bytes) -> PrefixedMac | None:
+        """An HS256 key's MAC with ``prefix`` absorbed; ``None`` for other keys."""
+        if not isinstance(self._private, bytes):
+            return None
+        return PrefixedMac(self._private, prefix)
 
     def derive_secret(self, label: bytes) -> bytes:
         """Derive a 32-byte secret for ``label`` from this key's private part.

@@ -6,6 +6,9 @@ from datetime import UTC, datetime, timedelta
 
 from actionlinks.errors import ConfigurationError
 
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MICROSECOND = timedelta(microseconds=1)
+
 
 class FrozenClock:
     """A clock that stands still until told to move.
@@ -25,6 +28,10 @@ class FrozenClock:
     def now(self) -> datetime:
         """Return the frozen instant."""
         return self._now
+
+    def micros(self) -> int:
+        """Return the frozen instant as whole microseconds since the epoch."""
+        return (self._now - _EPOCH) // _MICROSECOND
 
     def advance(self, delta: timedelta) -> None:
         """Move the clock by ``delta`` (may be negative)."""

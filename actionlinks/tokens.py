@@ -23,13 +23,13 @@ from __future__ import annotations
 import binascii
 import hmac
 import json
+import os
 import re
-import secrets
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
-from enum import Enum
+from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
+from actionlinks.claims import ActionClaims, Purpose, TokenKind, instant
 from actionlinks.clock import Clock, SystemClock
 from actionlinks.errors import (
     ConfigurationError,
@@ -42,16 +42,33 @@ from actionlinks.errors import (
     WrongPurposeError,
 )
 from actionlinks.jws import (
+    b64url_bytes,
     b64url_encode,
+    compact_json,
     decode_segment,
     json_object,
     malformed,
+    segment_object,
 )
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Mapping
 
     from actionlinks.keys import Algorithm, KeyRing, SigningKey
+    from actionlinks.mac import PrefixedMac
+
+__all__ = [
+    "MAX_DATA_BYTES",
+    "MAX_SUBJECT_LENGTH",
+    "MAX_TOKEN_LENGTH",
+    "ActionClaims",
+    "MintedToken",
+    "Purpose",
+    "TokenIssuer",
+    "TokenKind",
+    "check_text",
+    "new_token_id",
+]
 
 MAX_TOKEN_LENGTH = 4096
 """Longer inputs are refused before any decoding."""
@@ -61,97 +78,96 @@ MAX_SUBJECT_LENGTH = 256
 _MAX_NUMERIC_DATE = 253_402_300_799  # 9999-12-31T23:59:59Z
 _TOKEN_ID_BYTES = 17  # 136 random bits, >= 128 after excluding a leading "-"
 _STATE_TAG_BYTES = 16
-_NAME = re.compile(r"[a-z][a-z0-9]*(?:-[a-z0-9]+)*")
 _HEADER_NAMES = frozenset({"alg", "kid", "typ"})
 _KEY_HEADERS = frozenset({"jwk", "jku", "x5u", "x5c", "x5t", "x5t#S256"})
 _CLAIMS = frozenset(
     {"iss", "sub", "pur", "jti", "iat", "ius", "exp", "dat", "sfp", "scope"}
 )
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MICROS = 1_000_000
+_MAX_TOKEN_ID_LENGTH = 64
+_STANDARD_CLAIMS = 7  # iss, sub, pur, jti, iat, ius and exp
+_DASH = ord("-")
 _SCOPE = re.compile(r"[\x21\x23-\x5b\x5d-\x7e]+(?: [\x21\x23-\x5b\x5d-\x7e]+)*")
 
 
-class TokenKind(Enum):
-    """The kinds of token, each with its own ``typ``; one never passes as another."""
+@dataclass(frozen=True, slots=True)
+class _Header:
+    """One header segment this issuer writes, with the key and kind it names."""
 
-    LINK = "al-link+jwt"
-    ACCESS = "al-access+jwt"
+    key: SigningKey
+    kind: TokenKind
+    prefix: str
+    """The header segment and the dot that follows it."""
+    mac: PrefixedMac | None
+    """For HS256: the key's MAC with ``prefix`` absorbed."""
 
-    @property
-    def typ(self) -> str:
-        """The ``typ`` header value."""
-        return self.value
+    def signature(self, body: bytes) -> bytes:
+        """The base64url signature of ``prefix + body``."""
+        if self.mac is not None:
+            return b64url_bytes(self.mac.digest(body))
+        return b64url_bytes(self.key.sign(self.prefix.encode("ascii") + body))
 
-
-def validate_name(name: str) -> str:
-    """Return ``name`` if it is a kebab-case action name.
-
-    Raises:
-        ConfigurationError: it is not lowercase kebab-case of 1-64 characters.
-    """
-    if len(name) > 64 or not _NAME.fullmatch(name):
-        raise ConfigurationError(
-            f"action name {name[:64]!r} must be lowercase kebab-case "
-            "(letters, digits, single dashes), at most 64 characters"
-        )
-    return name
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Purpose:
-    """What a token is for: its action name, lifetimes, kind and state binding.
-
-    Attributes:
-        name: the kebab-case action name bound into every token.
-        ttl: the default lifetime of a new token.
-        max_ttl: the longest lifetime a token may carry; longer ones are refused.
-        kind: the token kind (``typ``).
-        binds_state: whether every token must carry a state fingerprint.
-    """
-
-    name: str
-    ttl: timedelta
-    max_ttl: timedelta
-    kind: TokenKind = TokenKind.LINK
-    binds_state: bool = False
-
-    def __post_init__(self) -> None:
-        """Validate the name and lifetimes."""
-        validate_name(self.name)
-        if self.ttl <= timedelta(0) or self.ttl % timedelta(seconds=1):
-            raise ConfigurationError(
-                f"{self.name}: ttl must be a positive whole number of seconds"
-            )
-        if self.max_ttl < self.ttl or self.max_ttl % timedelta(seconds=1):
-            raise ConfigurationError(
-                f"{self.name}: max_ttl must be whole seconds and at least ttl"
-            )
+    def verifies(self, body: bytes, signature: bytes) -> bool:
+        """Whether ``signature`` is the canonical signature of ``prefix + body``."""
+        if self.mac is not None:
+            return hmac.compare_digest(b64url_bytes(self.mac.digest(body)), signature)
+        try:
+            raw = decode_segment(signature.decode("ascii"))
+        except (MalformedTokenError, ValueError):
+            return False
+        return self.key.verify(self.prefix.encode("ascii") + body, raw)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class ActionClaims:
-    """The verified content of a token, in the library's own words."""
+class _Signers:
+    """An algorithm's signing keys: the established one and a scheduled one."""
 
-    action: str
-    subject: str
-    token_id: str
-    issued_at: datetime
-    expires_at: datetime
-    issuer: str
-    key_id: str
-    algorithm: Algorithm
-    kind: TokenKind = TokenKind.LINK
-    data: Mapping[str, Any] | None = None
-    is_state_bound: bool = False
-    scopes: frozenset[str] = frozenset()
+    established: SigningKey | None
+    scheduled: SigningKey | None
+    scheduled_from: int
+    """When the scheduled key takes over, in microseconds since the epoch."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class _Ring:
-    """A key ring and the header segments its keys write, swapped as one."""
+    """A key ring and everything derived from it, swapped as one."""
 
     keys: KeyRing
-    known: Mapping[str, tuple[SigningKey, str]]
+    headers: Mapping[bytes, _Header]
+    """Every header this issuer writes, by its segment: the fast path's keys."""
+    written: Mapping[tuple[str, TokenKind], _Header]
+    signers: Mapping[str, _Signers]
+
+
+def _ring(keys: KeyRing) -> _Ring:
+    written: dict[tuple[str, TokenKind], _Header] = {}
+    for key in keys:
+        for kind in TokenKind:
+            header = {"alg": key.algorithm, "kid": key.key_id, "typ": kind.typ}
+            segment = b64url_encode(json.dumps(header, separators=(",", ":")).encode())
+            prefix = f"{segment}."
+            written[key.key_id, kind] = _Header(
+                key, kind, prefix, key.prefixed_mac(prefix.encode("ascii"))
+            )
+    signers: dict[str, _Signers] = {}
+    for algorithm in {key.algorithm for key in keys}:
+        active = [k for k in keys if k.algorithm == algorithm and k.is_active]
+        scheduled = next((k for k in active if k.signs_from is not None), None)
+        signers[algorithm] = _Signers(
+            established=next((k for k in active if k.signs_from is None), None),
+            scheduled=scheduled,
+            scheduled_from=(
+                (scheduled.signs_from - instant(0)) // timedelta(microseconds=1)
+                if scheduled is not None and scheduled.signs_from is not None
+                else 0
+            ),
+        )
+    return _Ring(
+        keys=keys,
+        headers={h.prefix[:-1].encode("ascii"): h for h in written.values()},
+        written=written,
+        signers=signers,
+    )
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -165,9 +181,9 @@ class MintedToken:
 def new_token_id() -> str:
     """A random token id that never starts with "-" (it would read as a CLI flag)."""
     while True:
-        token_id = secrets.token_urlsafe(_TOKEN_ID_BYTES)
-        if not token_id.startswith("-"):
-            return token_id
+        token_id = b64url_bytes(os.urandom(_TOKEN_ID_BYTES))
+        if token_id[0] != _DASH:
+            return token_id.decode("ascii")
 
 
 def _string(claims: Mapping[str, Any], name: str, *, limit: int = 512) -> str:
@@ -188,11 +204,6 @@ def _numeric_date(claims: Mapping[str, Any], name: str) -> int:
     if type(value) is not int or not 0 <= value <= _MAX_NUMERIC_DATE:
         malformed(f"claim {name!r} must be an integer NumericDate")
     return value
-
-
-def _instant(seconds: int, microseconds: int = 0) -> datetime:
-    moment = datetime.fromtimestamp(seconds, UTC)
-    return moment.replace(microsecond=microseconds) if microseconds else moment
 
 
 def _sub_second(claims: Mapping[str, Any]) -> int:
@@ -240,6 +251,16 @@ def check_text(
     return value
 
 
+def _lifetime(purpose: Purpose, ttl: timedelta) -> int:
+    """``ttl`` in whole seconds, if ``purpose`` allows it."""
+    if ttl < timedelta(seconds=1) or ttl > purpose.max_ttl:
+        raise InvalidArgumentError(
+            f"{purpose.name}: ttl must be from 1 to {purpose.max_seconds} seconds",
+            field="ttl",
+        )
+    return int(ttl.total_seconds())
+
+
 def _encode_state(state: str | bytes) -> bytes:
     return state.encode("utf-8") if isinstance(state, str) else state
 
@@ -258,7 +279,6 @@ class TokenIssuer:
     __slots__ = (
         "_algorithm",
         "_clock",
-        "_headers",
         "_issuer",
         "_leeway",
         "_ring",
@@ -282,18 +302,11 @@ class TokenIssuer:
         self._clock: Clock = clock or SystemClock()
         self._leeway = int(leeway.total_seconds())
         self._algorithm: Algorithm = algorithm
-        self._headers: dict[tuple[str, TokenKind], str] = {}
         self._ring = self._prepare(keys)
 
     def _prepare(self, keys: KeyRing) -> _Ring:
         keys.signing_key(self._algorithm)  # fail now, not at the first mint
-        # The exact header segments this issuer writes, for the fast path.
-        known = {
-            self._header(key, kind): (key, kind.typ)
-            for key in keys
-            for kind in TokenKind
-        }
-        return _Ring(keys=keys, known=known)
+        return _ring(keys)
 
     def use_keys(self, keys: KeyRing) -> None:
         """Sign and verify with ``keys`` from now on (a reloaded keys file).
@@ -320,14 +333,6 @@ class TokenIssuer:
         """Name the issuer, not the keys."""
         return f"TokenIssuer(issuer={self._issuer!r}, keys={len(self._ring.keys)})"
 
-    def _header(self, key: SigningKey, kind: TokenKind) -> str:
-        cached = self._headers.get((key.key_id, kind))
-        if cached is None:
-            header = {"alg": key.algorithm, "kid": key.key_id, "typ": kind.typ}
-            cached = b64url_encode(json.dumps(header, separators=(",", ":")).encode())
-            self._headers[key.key_id, kind] = cached
-        return cached
-
     def mint(  # noqa: PLR0913 - the optional parts of a token, all keyword-only
         self,
         purpose: Purpose,
@@ -344,7 +349,8 @@ class TokenIssuer:
         Args:
             purpose: what the token is for.
             subject: who it is for (a user id, an e-mail address).
-            ttl: its lifetime; the purpose's default when omitted.
+            ttl: its lifetime in whole seconds; the purpose's default when
+                omitted.
             data: small app data (a JSON object of at most 1 KiB encoded).
             state: a fingerprint of the subject's current state (password hash,
                 e-mail, a counter); the token dies when it changes. Only a keyed
@@ -356,28 +362,26 @@ class TokenIssuer:
             InvalidArgumentError: a bad subject, lifetime, data, scope or
                 missing state (``field`` names which).
         """
-        check_text(subject, "the subject", field="sub", limit=MAX_SUBJECT_LENGTH)
-        if state is not None and isinstance(state, str):
+        if not (
+            type(subject) is str
+            and 0 < len(subject) <= MAX_SUBJECT_LENGTH
+            and subject.isascii()
+            and subject.isprintable()
+        ):
+            check_text(subject, "the subject", field="sub", limit=MAX_SUBJECT_LENGTH)
+        if isinstance(state, str):
             check_text(
                 state, "the state fingerprint", field="state", limit=4096, controls=True
             )
-        lifetime = purpose.ttl if ttl is None else ttl
-        if lifetime <= timedelta(0) or lifetime > purpose.max_ttl:
-            raise InvalidArgumentError(
-                f"{purpose.name}: ttl must be positive and at most "
-                f"{int(purpose.max_ttl.total_seconds())} seconds",
-                field="ttl",
-            )
+        lifetime = purpose.ttl_seconds if ttl is None else _lifetime(purpose, ttl)
         if purpose.binds_state and state is None:
             raise InvalidArgumentError(
                 f"{purpose.name} binds state; pass state=", field="state"
             )
-        key = self._ring.keys.signing_key(
-            algorithm or self._algorithm, now=self._clock.now()
-        )
-        since_epoch = self._clock.now() - _EPOCH
-        issued = since_epoch.days * 86_400 + since_epoch.seconds
-        expires = issued + int(lifetime.total_seconds())
+        ring = self._ring
+        now = self._clock.micros()
+        key = self._signer(ring, algorithm or self._algorithm, now)
+        issued, micros = divmod(now, _MICROS)
         token_id = new_token_id()
         payload: dict[str, Any] = {
             "iss": self._issuer,
@@ -385,8 +389,8 @@ class TokenIssuer:
             "pur": purpose.name,
             "jti": token_id,
             "iat": issued,
-            "ius": since_epoch.microseconds,
-            "exp": expires,
+            "ius": micros,
+            "exp": issued + lifetime,
         }
         if data is not None:
             payload["dat"] = _checked_data(data)
@@ -399,15 +403,23 @@ class TokenIssuer:
                     "scopes must be printable ASCII without spaces", field="scope"
                 )
             payload["scope"] = scope
-        signing_input = (
-            f"{self._header(key, purpose.kind)}."
-            f"{b64url_encode(json.dumps(payload, separators=(',', ':')).encode())}"
-        )
-        signature = b64url_encode(key.sign(signing_input.encode("ascii")))
+        header = ring.written[key.key_id, purpose.kind]
+        body = b64url_bytes(compact_json(payload).encode("ascii"))
+        signed = b".".join((body, header.signature(body)))
         return MintedToken(
-            token=f"{signing_input}.{signature}",
+            token=header.prefix + signed.decode("ascii"),
             claims=self._claims(key, purpose, payload),
         )
+
+    @staticmethod
+    def _signer(ring: _Ring, algorithm: Algorithm, now: int) -> SigningKey:
+        signers = ring.signers.get(algorithm)
+        if signers is not None:
+            if signers.scheduled is not None and now >= signers.scheduled_from:
+                return signers.scheduled
+            if signers.established is not None:
+                return signers.established
+        return ring.keys.signing_key(algorithm)  # raises: no key signs it
 
     def verify(
         self,
@@ -436,12 +448,19 @@ class TokenIssuer:
             TokenNotYetValidError: ``iat`` lies in the future (beyond the leeway).
             StateChangedError: the state fingerprint no longer matches.
         """
-        fast = self._authenticate_fast(token)
-        if fast is None:
-            key, header, claims = self._authenticate(token)
-            typ = header.get("typ")
-        else:
-            key, typ, claims = fast
+        if type(token) is str and len(token) <= MAX_TOKEN_LENGTH and token.isascii():
+            # The fast path: only for a header byte for byte one this issuer
+            # writes; anything it does not accept goes the strict way below.
+            head, _, rest = token.encode("ascii").partition(b".")
+            written = self._ring.headers.get(head)
+            if written is not None:
+                accepted = self._verify_fast(
+                    written, rest, purpose, state, ignore_state=ignore_state
+                )
+                if accepted is not None:
+                    return accepted
+        key, header, claims = self._authenticate(token)
+        typ = header.get("typ")
         if not isinstance(purpose, Purpose) and typ != TokenKind.LINK.typ:
             raise WrongPurposeError("the token is of another kind")
         resolved = self._resolve(purpose, claims)
@@ -453,39 +472,105 @@ class TokenIssuer:
             key, resolved, claims, state=state, ignore_state=ignore_state
         )
 
-    def _authenticate_fast(
-        self, token: object
-    ) -> tuple[SigningKey, str, dict[str, Any]] | None:
-        """Authenticate a token in the exact form this issuer writes, or ``None``.
+    def _verify_fast(
+        self,
+        header: _Header,
+        rest: bytes,
+        purpose: Purpose | Mapping[str, Purpose],
+        state: str | bytes | None,
+        *,
+        ignore_state: bool,
+    ) -> ActionClaims | None:
+        """The claims of a token in the exact form this issuer writes, or ``None``.
 
-        The fast path only ever accepts: the header must be byte-for-byte one
-        this issuer writes (so nothing in it needs parsing), the signature must
-        equal the canonical encoding of the expected MAC, and the payload must
-        pass the same canonical-base64url and strict-JSON checks. On any doubt
-        it returns ``None`` and :meth:`_authenticate` decides, with its precise
-        errors; the two are differentially tested.
+        ``header`` is the one this issuer writes that the token starts with,
+        ``rest`` the token after it. The fast path only ever accepts what the
+        strict path accepts: the signature must be the canonical encoding of
+        the expected one, the payload canonical base64url of strict JSON, and
+        every claim rule must hold (:meth:`_accept`). On any doubt it returns
+        ``None`` and the strict path decides, with its precise errors; the two
+        are differentially tested.
         """
-        if type(token) is not str or len(token) > MAX_TOKEN_LENGTH:
+        body, _, signature = rest.partition(b".")
+        if not header.verifies(body, signature):
             return None
-        header_segment, _, rest = token.partition(".")
-        known = self._ring.known.get(header_segment)
-        if known is None:
+        claims = segment_object(body)
+        if claims is None:
             return None
-        payload_segment, _, signature_segment = rest.partition(".")
-        key, typ = known
-        try:
-            message = f"{header_segment}.{payload_segment}".encode("ascii")
-            if key.algorithm == "HS256":
-                if not hmac.compare_digest(
-                    b64url_encode(key.sign(message)), signature_segment
-                ):
-                    return None
-            elif not key.verify(message, decode_segment(signature_segment)):
+        return self._accept(header, claims, purpose, state, ignore_state=ignore_state)
+
+    def _accept(
+        self,
+        header: _Header,
+        claims: dict[str, Any],
+        purpose: Purpose | Mapping[str, Purpose],
+        state: str | bytes | None,
+        *,
+        ignore_state: bool,
+    ) -> ActionClaims | None:
+        """Every claim rule of :meth:`_check_claims` in one pass, or ``None``.
+
+        Only plain ASCII subjects and ids pass here; anything else goes the
+        strict way. Raises only what the strict path would raise for the same
+        token: a state mismatch, once every other rule holds.
+        """
+        name = claims.get("pur")
+        if not isinstance(purpose, Purpose):
+            found = _listed(purpose, name, header.kind)
+            if found is None:
                 return None
-            claims = json_object(decode_segment(payload_segment), "payload")
-        except (MalformedTokenError, binascii.Error, ValueError, TypeError):
-            return None  # TypeError: compare_digest on non-ASCII text
-        return key, typ, claims
+            purpose = found
+        elif name != purpose.name:
+            return None
+        if header.kind is not purpose.kind or claims.get("iss") != self._issuer:
+            return None
+        subject = claims.get("sub")
+        token_id = claims.get("jti")
+        issued = claims.get("iat")
+        micros = claims.get("ius")  # always written; a token without it goes strict
+        expires = claims.get("exp")
+        now = self._clock.micros()
+        if not (
+            type(subject) is str
+            and type(token_id) is str
+            and type(issued) is int
+            and type(micros) is int
+            and type(expires) is int
+            and 0 < len(subject) <= MAX_SUBJECT_LENGTH
+            and 0 < len(token_id) <= _MAX_TOKEN_ID_LENGTH
+            and subject.isascii()
+            and token_id.isascii()
+            and 0 <= issued < expires <= issued + purpose.max_seconds
+            and expires <= _MAX_NUMERIC_DATE
+            and 0 <= micros < _MICROS
+            and (issued - self._leeway) * _MICROS <= now
+            and now < (expires + self._leeway) * _MICROS
+        ):
+            return None
+        if len(claims) == _STANDARD_CLAIMS:  # the seven above, nothing else
+            data, bound, scope = None, False, ""
+            if purpose.binds_state and not ignore_state:
+                _check_state(header.key, purpose, subject, None, state)
+        else:
+            extras = _extras(claims)
+            if extras is None:
+                return None
+            data, tag, scope = extras
+            bound = tag is not None
+            if not ignore_state and (bound or purpose.binds_state):
+                _check_state(header.key, purpose, subject, tag, state)
+        return ActionClaims.from_numbers(
+            purpose.name,
+            subject,
+            token_id,
+            (issued, micros, expires),
+            self._issuer,
+            (header.key.key_id, header.key.algorithm),
+            purpose.kind,
+            data,
+            bound,
+            frozenset(scope.split()) if scope else _NONE,
+        )
 
     def _authenticate(
         self, token: str | bytes
@@ -560,29 +645,29 @@ class TokenIssuer:
         if not _CLAIMS.issuperset(claims):
             malformed("unexpected claims")
         subject = _string(claims, "sub", limit=MAX_SUBJECT_LENGTH)
-        _string(claims, "jti", limit=64)
+        _string(claims, "jti", limit=_MAX_TOKEN_ID_LENGTH)
         issued = _numeric_date(claims, "iat")
         _sub_second(claims)
         expires = _numeric_date(claims, "exp")
         if expires <= issued:
             malformed("the token expires before it was issued")
-        if expires - issued > purpose.max_ttl.total_seconds():
+        if expires - issued > purpose.max_seconds:
             malformed("the lifetime exceeds the action's maximum")
-        now = self._clock.now().timestamp()
-        if now >= expires + self._leeway:
+        now = self._clock.micros()
+        if now >= (expires + self._leeway) * _MICROS:
             raise TokenExpiredError(
                 "the token has expired",
-                expired_at=_instant(expires),
+                expired_at=instant(expires),
                 action=purpose.name,
                 subject=subject,
                 token_id=claims["jti"],
-                issued_at=_instant(issued, _sub_second(claims)),
+                issued_at=instant(issued, _sub_second(claims)),
                 data=data if isinstance(data := claims.get("dat"), dict) else None,
             )
-        if issued > now + self._leeway:
+        if (issued - self._leeway) * _MICROS > now:
             raise TokenNotYetValidError(
                 "the token is not valid yet",
-                not_before=_instant(issued - self._leeway),
+                not_before=instant(issued - self._leeway),
             )
         data = claims.get("dat")
         if data is not None and not isinstance(data, dict):
@@ -601,20 +686,48 @@ class TokenIssuer:
         self, key: SigningKey, purpose: Purpose, payload: Mapping[str, Any]
     ) -> ActionClaims:
         """The claims of a payload this issuer wrote or has just validated."""
-        return ActionClaims(
-            action=purpose.name,
-            subject=payload["sub"],
-            token_id=payload["jti"],
-            issued_at=_instant(payload["iat"], payload.get("ius", 0)),
-            expires_at=_instant(payload["exp"]),
-            issuer=self._issuer,
-            key_id=key.key_id,
-            algorithm=key.algorithm,
-            kind=purpose.kind,
-            data=payload.get("dat"),
-            is_state_bound="sfp" in payload,
-            scopes=frozenset(payload["scope"].split()) if "scope" in payload else _NONE,
+        return ActionClaims.from_numbers(
+            purpose.name,
+            payload["sub"],
+            payload["jti"],
+            (payload["iat"], payload.get("ius", 0), payload["exp"]),
+            self._issuer,
+            (key.key_id, key.algorithm),
+            purpose.kind,
+            payload.get("dat"),
+            "sfp" in payload,
+            frozenset(payload["scope"].split()) if "scope" in payload else _NONE,
         )
+
+
+def _listed(
+    purposes: Mapping[str, Purpose], name: object, kind: TokenKind
+) -> Purpose | None:
+    """The purpose a link token names among ``purposes``, or ``None``."""
+    if kind is not TokenKind.LINK or type(name) is not str:
+        return None
+    return purposes.get(name)
+
+
+def _extras(
+    claims: dict[str, Any],
+) -> tuple[dict[str, Any] | None, str | None, str] | None:
+    """A payload's data, state tag and scope if they are well-formed, else ``None``.
+
+    A present ``sfp`` must be a string here (the strict path also takes null).
+    """
+    data = claims.get("dat")
+    tag = claims.get("sfp")
+    scope = claims.get("scope", "")
+    if (
+        not _CLAIMS.issuperset(claims)
+        or (data is not None and type(data) is not dict)
+        or ("sfp" in claims and type(tag) is not str)
+        or type(scope) is not str
+        or (scope and not _SCOPE.fullmatch(scope))
+    ):
+        return None
+    return data, tag, scope
 
 
 def _state_tag(key: SigningKey, name: str, subject: str, state: str | bytes) -> str:

@@ -602,7 +602,7 @@ def _strict_only(issuer):
         clock=issuer._clock,
         leeway=timedelta(seconds=30),
     )
-    strict._ring = dataclasses.replace(strict._ring, known={})
+    strict._ring = dataclasses.replace(strict._ring, headers={})
     return strict
 
 
