@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from typing import TYPE_CHECKING, TypeVar
-
-import anyio
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
     from datetime import timedelta
 
 T = TypeVar("T")
+_log = logging.getLogger(__name__)
 
 
 async def while_beating(
@@ -18,24 +19,36 @@ async def while_beating(
 ) -> T:
     """Await ``work``, calling ``beat`` every ``every`` until it ends.
 
-    The work's own failure is raised as itself, not inside an exception group;
-    the heartbeat stops with the work, however it ends.
+    The work runs in the caller's task; the heartbeat is a timer that starts a
+    beat only when one is due, so work that ends sooner costs no task at all.
+    The work's own failure is raised as itself; the heartbeat stops with the
+    work, however it ends, and a beat that fails is logged, never raised.
     """
+    loop = asyncio.get_running_loop()
+    seconds = every.total_seconds()
+    beats: set[asyncio.Task[None]] = set()
+    timer: asyncio.TimerHandle | None = None
 
-    async def beating() -> None:
-        while True:
-            await anyio.sleep(every.total_seconds())
-            await beat()
+    async def one_beat() -> None:
+        await beat()
 
+    def due() -> None:
+        nonlocal timer
+        task = loop.create_task(one_beat())
+        beats.add(task)
+        task.add_done_callback(beats.discard)
+        timer = loop.call_later(seconds, due)
+
+    timer = loop.call_later(seconds, due)
     try:
-        async with anyio.create_task_group() as tasks:
-            tasks.start_soon(beating)
-            try:
-                return await work
-            finally:
-                tasks.cancel_scope.cancel()
-    except BaseExceptionGroup as group:
-        failure: BaseException = (
-            group.exceptions[0] if len(group.exceptions) == 1 else group
-        )
-    raise failure
+        return await work
+    finally:
+        if timer is not None:
+            timer.cancel()
+        if beats:
+            running = list(beats)
+            for task in running:
+                task.cancel()
+            for outcome in await asyncio.gather(*running, return_exceptions=True):
+                if isinstance(outcome, Exception):
+                    _log.warning("a heartbeat failed: %s", outcome)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import time
 from datetime import UTC, datetime
 from typing import Protocol
@@ -37,6 +38,7 @@ class SystemClock:
         return "SystemClock()"
 
 
+@functools.lru_cache(maxsize=4096)  # pages show the same few expiry minutes
 def human_instant(instant: datetime) -> str:
     """``instant`` for people, to the minute, in UTC (``2026-12-02 09:30 UTC``)."""
     return instant.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")

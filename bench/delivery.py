@@ -108,7 +108,8 @@ async def outbox(home: Path, url: str) -> float:
             await asyncio.sleep(0.005)
 
 
-def main() -> None:
+def measure() -> tuple[float, float]:
+    """Seconds for N messages: the bare httpx loop, then the outbox."""
     body = (
         b'{"type":"order.paid","timestamp":"2026-12-02T08:00:00Z","data":{"order":1}}'
     )
@@ -121,6 +122,11 @@ def main() -> None:
         finally:
             process.terminate()
             process.wait()
+    return bare_s, ours_s
+
+
+def main() -> None:
+    bare_s, ours_s = measure()
     version = sys.version.split()[0]
     print(f"Python {version}; {N} messages, {CONCURRENCY} in flight; one run\n")
     print("| sender | messages/s | × bare httpx |")

@@ -13,6 +13,8 @@ import argparse
 import asyncio
 import multiprocessing
 import os
+import re
+import shutil
 import socket
 import subprocess
 import sys
@@ -107,7 +109,7 @@ def load(port, requests, seconds, connections, out):
     out.put(asyncio.run(_load(port, requests, seconds, connections)))
 
 
-def measure(port, requests, seconds, connections):
+def measure_load(port, requests, seconds, connections):
     queue = multiprocessing.Queue()
     worker = multiprocessing.Process(
         target=load, args=(port, requests, seconds, connections, queue)
@@ -130,13 +132,39 @@ def post_request(path: str, body: str) -> bytes:
     ).encode()
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--seconds", type=float, default=5.0)
-    parser.add_argument("--connections", type=int, default=16)
-    parser.add_argument("--posts", type=int, default=3000)
-    args = parser.parse_args()
+def wrk_rate(port: int, path: str, seconds: float, connections: int) -> float | None:
+    """Requests/s of ``wrk -t1`` on ``path``, or ``None`` without wrk."""
+    wrk = shutil.which("wrk")
+    if wrk is None:
+        return None
+    result = subprocess.run(
+        [
+            wrk,
+            "-t1",
+            f"-c{connections}",
+            f"-d{max(1, round(seconds))}s",
+            f"http://127.0.0.1:{port}{path}",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    if "Non-2xx" in result.stdout:
+        raise RuntimeError(f"wrk saw failed requests:\n{result.stdout}")
+    found = re.search(r"Requests/sec:\s+([\d.]+)", result.stdout)
+    if found is None:
+        raise RuntimeError(f"no rate in wrk's output:\n{result.stdout}")
+    return float(found.group(1))
 
+
+def measure(
+    seconds: float, connections: int, posts: int, stack: tuple[str, ...] = ()
+) -> dict[str, dict[str, float | None]]:
+    """Requests/s of actionlinks and the bare app: GET, GET under wrk, POST.
+
+    ``stack`` is extra uvicorn options (``--loop uvloop --http httptools``),
+    the same for both sides.
+    """
     home = Path(tempfile.mkdtemp(prefix="actionlinks-bench-"))
     ours, bare = free_port(), free_port()
     env = {
@@ -150,43 +178,72 @@ def main() -> None:
         check=True,
         stdout=subprocess.DEVNULL,
     )
-    tokens = asyncio.run(_mint(env, args.posts + 1))
+    tokens = asyncio.run(_mint(env, posts + 1))
     servers = [
-        start(["--factory", "actionlinks.web:app_from_env"], ours, env),
-        start(["--app-dir", str(ROOT), "bare_app:app"], bare, env),
+        start(["--factory", "actionlinks.web:app_from_env", *stack], ours, env),
+        start(["--app-dir", str(ROOT), "bare_app:app", *stack], bare, env),
     ]
+    results: dict[str, dict[str, float | None]] = {}
     try:
         view_token, _ = tokens[0]
         gets = [get_request(f"/a/{view_token}")]
-        posts = [post_request(f"/a/{t}", f"nonce={n}") for t, n in tokens[1:]]
+        posted = [post_request(f"/a/{t}", f"nonce={n}") for t, n in tokens[1:]]
         with httpx.Client() as client:  # warm up both
             for port in (ours, bare):
                 for _ in range(200):
                     client.get(f"http://127.0.0.1:{port}/a/{view_token}")
-        rows = []
-        for name, port in (("actionlinks", ours), ("bare Starlette", bare)):
-            get_rate, get_ok, _ = measure(port, gets, args.seconds, args.connections)
-            post_rate, post_ok, post_done = measure(port, posts, 0, args.connections)
-            rows.append((name, get_rate, get_ok, post_rate, post_ok, post_done))
+        for name, port in (("actionlinks", ours), ("bare", bare)):
+            get_rate, get_ok, get_done = measure_load(port, gets, seconds, connections)
+            post_rate, post_ok, post_done = measure_load(port, posted, 0, connections)
+            if get_ok != get_done or post_ok != post_done:
+                raise RuntimeError(f"{name}: some requests were not 2xx")
+            results[name] = {
+                "get": get_rate,
+                "wrk": wrk_rate(port, f"/a/{view_token}", seconds, connections),
+                "post": post_rate,
+            }
     finally:
         for server in servers:
             server.terminate()
             server.wait()
-    base = rows[1]
-    print(f"uvicorn, 1 worker, {args.connections} keep-alive connections; one run\n")
-    print("| endpoint | GET /a/{token} req/s | × bare | POST (fresh) req/s | × bare |")
-    print("|---|---:|---:|---:|---:|")
-    for name, get_rate, _, post_rate, _, _ in rows:
-        print(
-            f"| {name} | {get_rate:,.0f} | {get_rate / base[1]:.2f}× "
-            f"| {post_rate:,.0f} | {post_rate / base[3]:.2f}× |"
+        shutil.rmtree(home, ignore_errors=True)
+    return results
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--seconds", type=float, default=5.0)
+    parser.add_argument("--connections", type=int, default=16)
+    parser.add_argument("--posts", type=int, default=3000)
+    parser.add_argument(
+        "--fast-stack", action="store_true", help="uvloop and httptools on both"
+    )
+    args = parser.parse_args()
+    stack = FAST_STACK if args.fast_stack else ()
+    results = measure(args.seconds, args.connections, args.posts, stack)
+    base = results["bare"]
+    print(
+        f"uvicorn {' '.join(stack) or '(asyncio, h11)'}, 1 worker, "
+        f"{args.connections} keep-alive connections; one run\n"
+    )
+    print(
+        "| endpoint | GET /a/{token} req/s | × bare | GET (wrk) | × bare "
+        "| POST (fresh) req/s | × bare |"
+    )
+    print("|---|---:|---:|---:|---:|---:|---:|")
+    for name, rates in results.items():
+        wrk = rates["wrk"]
+        wrk_text = (
+            "—" if wrk is None else f"{wrk:,.0f} | {wrk / (base['wrk'] or 1):.2f}×"
         )
-    ours_row = rows[0]
-    if ours_row[4] != ours_row[5]:
+        get, post = rates["get"] or 0, rates["post"] or 0
         print(
-            f"\nwarning: {ours_row[5] - ours_row[4]} POSTs were not 2xx",
-            file=sys.stderr,
+            f"| {name} | {get:,.0f} | {get / (base['get'] or 1):.2f}× "
+            f"| {wrk_text} | {post:,.0f} | {post / (base['post'] or 1):.2f}× |"
         )
+
+
+FAST_STACK = ("--loop", "uvloop", "--http", "httptools")
 
 
 async def _mint(env: dict[str, str], count: int) -> list[tuple[str, str]]:

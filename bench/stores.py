@@ -36,7 +36,7 @@ import redis
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from service import _mint, free_port, measure, post_request
+from service import _mint, free_port, measure_load, post_request
 from workers import serving
 
 from actionlinks.clock import SystemClock
@@ -245,10 +245,24 @@ def posts_per_second(env: dict[str, str], workers: int, count: int) -> float:
         requests = [
             post_request(f"/a/{token}", f"nonce={nonce}") for token, nonce in links
         ]
-        rate, ok, done = measure(port, requests, 0, TASKS)
+        rate, ok, done = measure_load(port, requests, 0, TASKS)
         if ok != done:
             raise RuntimeError(f"{done - ok} of {done} POSTs failed")
         return float(rate)
+
+
+def flat_ledgers(postgres: str, large: int) -> dict[str, tuple[float, float]]:
+    """µs per consume at 1,000 and at ``large`` live entries, per ledger."""
+    flat = {}
+    for name in ("SQLite", "PostgreSQL", "Redis"):
+        with (
+            tempfile.TemporaryDirectory() as scratch,
+            Backends(postgres, Path(scratch)) as backends,
+        ):
+            database, ledger = backends.ledger_kinds()[name]
+            asyncio.run(_consume_cost(database, ledger, 10))  # the schema
+            flat[name] = live_entries(name, database, ledger, 1000, large)
+    return flat
 
 
 def main() -> None:
@@ -273,15 +287,7 @@ def main() -> None:
             name: [posts_per_second(env, workers, args.posts) for workers in (1, 2)]
             for name, env in backends.service_kinds().items()
         }
-    flat = {}
-    for name in ("SQLite", "PostgreSQL", "Redis"):
-        with (
-            tempfile.TemporaryDirectory() as scratch,
-            Backends(args.postgres, Path(scratch)) as backends,
-        ):
-            database, ledger = backends.ledger_kinds()[name]
-            asyncio.run(_consume_cost(database, ledger, 10))  # the schema
-            flat[name] = live_entries(name, database, ledger, 1000, args.large)
+    flat = flat_ledgers(args.postgres, args.large)
 
     print(
         f"Python {sys.version.split()[0]}; {os.cpu_count()} cores; one run; "

@@ -65,7 +65,8 @@ def best_of(operation: Callable[[], object], number: int) -> float:
     return min(timeit.repeat(operation, number=number, repeat=3)) / number * 1e6
 
 
-def main() -> None:
+def measure() -> list[tuple[str, str, float]]:
+    """(operation, implementation, µs per operation) for every implementation."""
     floor = Floor(KEY)
     reference, svix_hook = Webhook(SECRET), svix.Webhook(SECRET)
     verifier = WebhookVerifier(secrets=SECRET)
@@ -95,7 +96,11 @@ def main() -> None:
         ),
         ("verify", "svix", lambda: svix_hook.verify(BODY, headers)),
     ]
-    timings = [(op, name, best_of(fn, number)) for op, name, fn in rows]
+    return [(op, name, best_of(fn, number)) for op, name, fn in rows]
+
+
+def main() -> None:
+    timings = measure()
     floors = {op: us for op, name, us in timings if name == "stdlib floor"}
     print(f"Python {sys.version.split()[0]}; one run, best of 3\n")
     print("| operation | implementation | µs/op | × floor |")

@@ -22,7 +22,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from service import free_port, get_request, measure
+from service import free_port, get_request, measure_load
 
 SCRIPT = Path(sys.executable).with_name("actionlinks")
 
@@ -71,7 +71,7 @@ def requests_per_second(workers: int, seconds: float, connections: int) -> float
             check=True,
         )
         path = minted.stdout.strip().split(str(port), 1)[1]
-        rate, ok, done = measure(port, [get_request(path)], seconds, connections)
+        rate, ok, done = measure_load(port, [get_request(path)], seconds, connections)
         if ok != done:
             raise RuntimeError(f"{done - ok} of {done} requests failed")
         return float(rate)

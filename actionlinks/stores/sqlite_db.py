@@ -1,10 +1,15 @@
 """The embedded SQLite database: one file in WAL mode, shared by every process.
 
-Writes run in autocommit mode in a worker thread, behind one lock, because they
-may wait for another process's write lock. Reads run inline on a second,
-read-only connection: in WAL mode a reader never waits for a writer, and a
-worker-thread round trip (about 80 µs here) costs ten times the query, so the
-event loop is held for a few microseconds, never for a lock. Failures become
+A write runs in the event loop when it can start at once: when no other write
+of this process is under way and no other process holds the write lock, it
+runs as one ``BEGIN IMMEDIATE`` transaction on a connection that never waits
+(busy timeout 0). Otherwise (SQLite answers busy) nothing of it was done, and
+it runs again in a worker thread on a connection that waits up to 15 s, behind
+the one lock that orders this process's writes. A worker-thread round trip
+costs about ten times a small write, so the event loop is held for tens of
+microseconds, never for a lock. Scans and sweeps always run in the thread.
+Reads run inline on a third, read-only connection: in WAL mode a reader never
+waits for a writer. Failures become
 :class:`~actionlinks.errors.LedgerUnavailableError`; use before :meth:`connect`
 or after :meth:`aclose` is a :class:`~actionlinks.errors.ServiceClosedError`.
 
@@ -16,7 +21,7 @@ from __future__ import annotations
 import os
 import sqlite3
 import threading
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import anyio.to_thread
 
@@ -45,6 +50,11 @@ def statements(script: str) -> Iterator[str]:
         yield pending.strip()
 
 
+def _is_busy(exc: sqlite3.OperationalError) -> bool:
+    """Whether another connection holds the write lock (nothing was done)."""
+    return exc.sqlite_errorcode & 0xFF == sqlite3.SQLITE_BUSY
+
+
 def _check_version(found: int, known: int) -> None:
     if found > known:
         raise LedgerUnavailableError(
@@ -60,13 +70,14 @@ class SqliteDatabase:
         path: the database file (created, mode 0600, if absent).
     """
 
-    __slots__ = ("_lock", "_path", "_reader", "_writer")
+    __slots__ = ("_lock", "_path", "_quick", "_reader", "_writer")
 
     def __init__(self, path: Path) -> None:
         """Remember the file; nothing is opened yet."""
         self._path = path
         self._lock = threading.Lock()
         self._writer: sqlite3.Connection | None = None
+        self._quick: sqlite3.Connection | None = None
         self._reader: sqlite3.Connection | None = None
 
     def __repr__(self) -> str:
@@ -109,11 +120,19 @@ class SqliteDatabase:
                     check_same_thread=False,  # sqlite3.threadsafety is 3: serialized
                 )
                 reader.execute("PRAGMA query_only = ON")
+                quick = sqlite3.connect(
+                    self._path,
+                    timeout=0,  # busy at once: the write goes to the thread
+                    isolation_level=None,
+                    check_same_thread=False,
+                )
+                quick.execute("PRAGMA busy_timeout = 0")
+                quick.execute("PRAGMA synchronous = NORMAL")
             except (OSError, sqlite3.Error) as exc:
                 raise LedgerUnavailableError(
                     f"cannot open the database {self._path}: {exc}"
                 ) from exc
-            self._writer, self._reader = writer, reader
+            self._writer, self._reader, self._quick = writer, reader, quick
 
     async def aclose(self) -> None:
         """Close both connections (in a worker thread); a no-op when closed."""
@@ -122,12 +141,11 @@ class SqliteDatabase:
     def close(self) -> None:
         """Close both connections."""
         with self._lock:
-            writer, reader = self._writer, self._reader
-            self._writer = self._reader = None
-            if writer is not None:
-                writer.close()
-            if reader is not None:
-                reader.close()
+            connections = (self._writer, self._reader, self._quick)
+            self._writer = self._reader = self._quick = None
+            for connection in connections:
+                if connection is not None:
+                    connection.close()
 
     def _closed(self) -> ServiceClosedError:
         return ServiceClosedError(
@@ -165,15 +183,26 @@ class SqliteDatabase:
             connection.execute("COMMIT")
             return len(steps)
 
-        return await self.run(migrate)
+        return await self.run(migrate, inline=False)
 
-    async def run(self, work: Callable[[sqlite3.Connection], T]) -> T:
-        """Run ``work`` with the write connection in a worker thread.
+    async def run(
+        self, work: Callable[[sqlite3.Connection], T], *, inline: bool = True
+    ) -> T:
+        """Run ``work`` with a write connection, at once or in a worker thread.
+
+        Inline, ``work`` runs inside one ``BEGIN IMMEDIATE`` transaction, so
+        that a busy answer leaves nothing done and it can run again in the
+        thread (in autocommit mode there). ``inline=False`` for work that may
+        take long (scans, sweeps) or manages its own transaction.
 
         Raises:
             LedgerUnavailableError: SQLite failed.
             ServiceClosedError: the database is not open.
         """
+        if inline:
+            done, result = self._run_inline(work)
+            if done:
+                return cast("T", result)
 
         def locked() -> T:
             with self._lock:
@@ -186,15 +215,51 @@ class SqliteDatabase:
         except sqlite3.Error as exc:
             raise LedgerUnavailableError(f"the database failed: {exc}") from exc
 
-    async def transaction(self, work: Callable[[sqlite3.Connection], T]) -> T:
+    def _run_inline(
+        self, work: Callable[[sqlite3.Connection], T]
+    ) -> tuple[bool, T | None]:
+        """``(True, result)`` if ``work`` ran now; ``(False, None)`` if busy."""
+        if not self._lock.acquire(blocking=False):
+            return False, None  # a write of this process is under way
+        try:
+            quick = self._quick
+            if quick is None:
+                raise self._closed()
+            try:
+                quick.execute("BEGIN IMMEDIATE")
+                try:
+                    result = work(quick)
+                    quick.execute("COMMIT")
+                except BaseException:
+                    if quick.in_transaction:
+                        quick.execute("ROLLBACK")
+                    raise
+            except sqlite3.OperationalError as exc:
+                if _is_busy(exc):
+                    return False, None  # another process writes: nothing done
+                raise LedgerUnavailableError(f"the database failed: {exc}") from exc
+            except sqlite3.Error as exc:
+                raise LedgerUnavailableError(f"the database failed: {exc}") from exc
+            return True, result
+        finally:
+            self._lock.release()
+
+    async def transaction(
+        self, work: Callable[[sqlite3.Connection], T], *, inline: bool = True
+    ) -> T:
         """Run ``work`` in one write transaction (``BEGIN IMMEDIATE``).
 
-        Nothing of it is kept when it raises.
+        Nothing of it is kept when it raises. It runs at once when it can, as
+        :meth:`run` says; ``inline=False`` for work that may take long.
 
         Raises:
             LedgerUnavailableError: SQLite failed.
             ServiceClosedError: the database is not open.
         """
+        if inline:
+            done, result = self._run_inline(work)
+            if done:
+                return cast("T", result)
 
         def atomic(connection: sqlite3.Connection) -> T:
             connection.execute("BEGIN IMMEDIATE")
@@ -206,11 +271,33 @@ class SqliteDatabase:
             connection.execute("COMMIT")
             return result
 
-        return await self.run(atomic)
+        return await self.run(atomic, inline=False)
 
     async def execute(self, sql: str, parameters: tuple[Any, ...] = ()) -> int:
-        """Run one statement; the number of rows it changed."""
-        return await self.run(lambda c: c.execute(sql, parameters).rowcount)
+        """Run one statement; the number of rows it changed.
+
+        One statement is atomic by itself: inline it runs in autocommit mode,
+        and a busy answer leaves nothing done.
+        """
+        if self._lock.acquire(blocking=False):
+            try:
+                quick = self._quick
+                if quick is None:
+                    raise self._closed()
+                try:
+                    return quick.execute(sql, parameters).rowcount
+                except sqlite3.OperationalError as exc:
+                    if not _is_busy(exc):
+                        raise LedgerUnavailableError(
+                            f"the database failed: {exc}"
+                        ) from exc
+                except sqlite3.Error as exc:
+                    raise LedgerUnavailableError(f"the database failed: {exc}") from exc
+            finally:
+                self._lock.release()
+        return await self.run(
+            lambda c: c.execute(sql, parameters).rowcount, inline=False
+        )
 
     async def fetchone(self, sql: str, parameters: tuple[Any, ...] = ()) -> Row | None:
         """The first row of a read-only query, or ``None``, read inline.

@@ -193,4 +193,4 @@ class SqliteLedger:
                 "DELETE FROM subject_revocations WHERE until_us < ?", (stamp,)
             )
 
-        await self._database.run(purge)
+        await self._database.run(purge, inline=False)  # may sweep many rows

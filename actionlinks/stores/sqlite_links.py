@@ -108,7 +108,8 @@ class SqliteLinkStore:
             if pending.purge_before is not None:
                 _purge(connection, pending.purge_before)
 
-        await self._database.run(write)
+        # One transaction, at once; a purge (hourly) may sweep many rows.
+        await self._database.transaction(write, inline=pending.purge_before is None)
 
     async def used(self, token_id: str) -> None:
         """Record the (latest) use."""

@@ -347,7 +347,7 @@ class SqliteOutbox:
             )
             return len(ids)
 
-        return await self._database.transaction(write)
+        return await self._database.transaction(write, inline=False)
 
     async def next_due(self, channel: str) -> datetime | None:
         """When the soonest unclaimed pending delivery of ``channel`` is due."""
@@ -385,7 +385,7 @@ class SqliteOutbox:
             connection.executemany("DELETE FROM outbox_messages WHERE seq = ?", seqs)
             return len(seqs)
 
-        return await self._database.transaction(write)
+        return await self._database.transaction(write, inline=False)
 
 
 def _insert_attempt(

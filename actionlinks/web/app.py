@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import hmac
 import logging
 import os
 from contextlib import asynccontextmanager
@@ -58,6 +57,7 @@ from actionlinks.web.api_mail import MailRoutes
 from actionlinks.web.api_webhooks import WebhookRoutes
 from actionlinks.web.forms import read_form
 from actionlinks.web.metrics import Metrics, TimingMiddleware
+from actionlinks.web.nonces import FormNonces
 from actionlinks.web.openapi import openapi_document
 from actionlinks.web.pages import PageRenderer, check_form, text_for
 
@@ -187,7 +187,7 @@ class _Signers:
     """The form and renewal signers of one key ring."""
 
     ring: KeyRing
-    nonces: ClockSigner
+    nonces: FormNonces
     renewals: itsdangerous.URLSafeTimedSerializer
 
 
@@ -207,11 +207,10 @@ class LinkSite:
         clock = self.service.clock
         return _Signers(
             ring=ring,
-            nonces=ClockSigner(
+            nonces=FormNonces(
                 [key.derive_secret(b"forms/confirm") for key in ring],
                 clock=clock,
-                key_derivation="none",
-                digest_method=hashlib.sha256,
+                max_age=int(FORM_NONCE_MAX_AGE.total_seconds()),
             ),
             renewals=itsdangerous.URLSafeTimedSerializer(
                 [key.derive_secret(b"forms/renew") for key in ring],
@@ -337,20 +336,26 @@ class LinkSite:
                 },
             )
         text = text_for(claims.action)
-        html = self.renderer.render_confirm(
-            claims.action,
-            {
-                "static_url": _path(request, "/static"),
-                "title": text.title,
-                "prompt": text.prompt,
-                "button": text.button,
-                "fields": text.fields,
-                "nonce": nonce,
-                "action_url": _path(request, f"/a/{token}"),
-                "expires_at": human_instant(claims.expires_at),
-                "problem": problem,
-            },
-        )
+        values = {
+            "static_url": _path(request, "/static"),
+            "nonce": nonce,
+            "action_url": _path(request, f"/a/{token}"),
+            "expires_at": human_instant(claims.expires_at),
+        }
+        if problem is None:
+            html = self.renderer.confirm_page(claims.action, text, values)
+        else:
+            html = self.renderer.render_confirm(
+                claims.action,
+                {
+                    "title": text.title,
+                    "prompt": text.prompt,
+                    "button": text.button,
+                    "fields": text.fields,
+                    "problem": problem,
+                    **values,
+                },
+            )
         return HTMLResponse(html, status_code=status, headers=TOKEN_PAGE_HEADERS)
 
     async def confirm(self, request: Request) -> Response:
@@ -397,22 +402,22 @@ class LinkSite:
                 200, {"status": "ok", "action": action.name, "jti": claims.token_id}
             )
         text = text_for(action.name)
-        return self._page(
-            request, "done", 200, {"title": text.title, "message": text.done}
+        html = self.renderer.fixed_page(
+            "done",
+            {
+                "static_url": _path(request, "/static"),
+                "title": text.title,
+                "message": text.done,
+            },
         )
+        return HTMLResponse(html, headers=TOKEN_PAGE_HEADERS)
 
     def nonce_for(self, token_id: str) -> str:
         """The confirm form's nonce for the link ``token_id`` (one hour)."""
-        return self.signers.nonces.sign(token_id).decode("ascii")
+        return self.signers.nonces.sign(token_id)
 
     def _is_valid_nonce(self, nonce: str, token_id: str) -> bool:
-        try:
-            value = self.signers.nonces.unsign(
-                nonce, max_age=int(FORM_NONCE_MAX_AGE.total_seconds())
-            )
-        except itsdangerous.BadData:
-            return False
-        return hmac.compare_digest(value, token_id.encode())
+        return self.signers.nonces.is_valid(nonce, token_id)
 
     # --- renewal of expired links ----------------------------------------------
 

@@ -7,10 +7,13 @@ Templates live in ``templates/pages/`` (inside the wheel as
 
 from __future__ import annotations
 
+import re
+import secrets
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import jinja2
+from markupsafe import escape
 
 from actionlinks.assets import templates_dir
 
@@ -128,10 +131,53 @@ def check_form(text: PageText, form: Mapping[str, str]) -> dict[str, str] | str:
     return clean
 
 
-class PageRenderer:
-    """Renders the pages with autoescaping, from one template folder."""
+_FIXED_PAGES = 256
+"""The most fixed pages kept rendered (one per action and mount prefix)."""
+_SLOTS = ("static_url", "nonce", "action_url", "expires_at")
+"""The values of a confirmation page that change from link to link."""
+_PROBES = (
+    {
+        "static_url": "/pre'fix\"/static",
+        "nonce": "<script>alert(1)</script>",
+        "action_url": '/a/"><img src=x onerror=alert(1)>',
+        "expires_at": "2026-12-02 12:00 UTC & <b>",
+    },
+    {
+        "static_url": "",
+        "nonce": "é\u2028&amp;",
+        "action_url": "{{ nonce }}",
+        "expires_at": "{% raw %}",
+    },
+)
+"""Hostile values a cached shape must fill in exactly as Jinja renders them."""
 
-    __slots__ = ("_confirm", "_environment")
+
+@dataclass(frozen=True, slots=True)
+class _Shape:
+    """A confirmation page rendered once, cut where the per-link values go."""
+
+    literals: tuple[str, ...]
+    slots: tuple[str, ...]
+
+    def fill(self, values: Mapping[str, str]) -> str:
+        parts = [self.literals[0]]
+        for slot, literal in zip(self.slots, self.literals[1:], strict=True):
+            parts.append(escape(values[slot]))
+            parts.append(literal)
+        return "".join(parts)
+
+
+class PageRenderer:
+    """Renders the pages with autoescaping, from one template folder.
+
+    A link's confirmation page is rendered by Jinja once per action and text;
+    later pages fill the per-link values (:data:`_SLOTS`) into that rendering,
+    escaped as Jinja escapes them. The shape is used only after it filled
+    hostile probe values byte for byte as Jinja rendered them: a template that
+    does more with those values than print them is rendered every time.
+    """
+
+    __slots__ = ("_confirm", "_environment", "_fixed", "_shapes")
 
     def __init__(self, directory: Path | None = None) -> None:
         """Load templates from ``directory`` (the packaged ones by default).
@@ -145,10 +191,26 @@ class PageRenderer:
             auto_reload=False,
         )
         self._confirm: dict[str, jinja2.Template] = {}
+        self._shapes: dict[tuple[str, PageText], _Shape | None] = {}
+        self._fixed: dict[tuple[object, ...], str] = {}
 
     def render(self, name: str, context: Mapping[str, Any]) -> str:
         """Render ``pages/{name}.html``."""
         return self._environment.get_template(f"pages/{name}.html").render(context)
+
+    def fixed_page(self, name: str, context: Mapping[str, str]) -> str:
+        """Render ``pages/{name}.html`` once for each distinct ``context``.
+
+        For pages that show nothing of a link (the success pages): the same
+        text values always give the same page.
+        """
+        key = (name, *context.items())
+        page = self._fixed.get(key)
+        if page is None:
+            if len(self._fixed) >= _FIXED_PAGES:
+                self._fixed.clear()
+            page = self._fixed[key] = self.render(name, context)
+        return page
 
     def render_confirm(self, action: str, context: Mapping[str, Any]) -> str:
         """Render the action's own confirmation page, or the generic one."""
@@ -159,3 +221,53 @@ class PageRenderer:
             )
             self._confirm[action] = template
         return template.render(context)
+
+    def confirm_page(
+        self, action: str, text: PageText, values: Mapping[str, str]
+    ) -> str:
+        """The confirmation page of a link with no problem to show.
+
+        Args:
+            action: the action name.
+            text: what the page says.
+            values: the per-link values, one per name in :data:`_SLOTS`.
+        """
+        key = (action, text)
+        if key not in self._shapes:
+            self._shapes[key] = self._shape(action, text)
+        shape = self._shapes[key]
+        if shape is None:
+            return self.render_confirm(action, _confirm_context(text, values))
+        return shape.fill(values)
+
+    def _shape(self, action: str, text: PageText) -> _Shape | None:
+        markers = {
+            f"al{secrets.token_hex(12)}{index}": slot
+            for index, slot in enumerate(_SLOTS)
+        }
+        marked = self.render_confirm(
+            action,
+            _confirm_context(text, {slot: marker for marker, slot in markers.items()}),
+        )
+        pieces = re.split(f"({'|'.join(markers)})", marked)
+        shape = _Shape(
+            literals=tuple(pieces[::2]),
+            slots=tuple(markers[marker] for marker in pieces[1::2]),
+        )
+        for probe in _PROBES:
+            if shape.fill(probe) != self.render_confirm(
+                action, _confirm_context(text, probe)
+            ):
+                return None
+        return shape
+
+
+def _confirm_context(text: PageText, values: Mapping[str, str]) -> dict[str, Any]:
+    return {
+        "title": text.title,
+        "prompt": text.prompt,
+        "button": text.button,
+        "fields": text.fields,
+        "problem": None,
+        **values,
+    }
