@@ -32,11 +32,16 @@ async def while_beating(
     async def one_beat() -> None:
         await beat()
 
+    def finished(task: asyncio.Task[None]) -> None:
+        beats.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            _log.warning("a heartbeat failed: %s", task.exception())
+
     def due() -> None:
         nonlocal timer
         task = loop.create_task(one_beat())
         beats.add(task)
-        task.add_done_callback(beats.discard)
+        task.add_done_callback(finished)
         timer = loop.call_later(seconds, due)
 
     timer = loop.call_later(seconds, due)
@@ -49,6 +54,4 @@ async def while_beating(
             running = list(beats)
             for task in running:
                 task.cancel()
-            for outcome in await asyncio.gather(*running, return_exceptions=True):
-                if isinstance(outcome, Exception):
-                    _log.warning("a heartbeat failed: %s", outcome)
+            await asyncio.gather(*running, return_exceptions=True)  # logged above

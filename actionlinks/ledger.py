@@ -46,6 +46,15 @@ class Hold:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class Issue:
+    """Whose link a token is: what a revocation of a subject's links covers."""
+
+    subject: str
+    action: str
+    issued_at: datetime
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class LedgerEntry:
     """What the ledger knows about one token id.
 
@@ -67,12 +76,16 @@ class Ledger(Protocol):
         *,
         expires_at: datetime,
         hold: Hold | None = None,
+        issue: Issue | None = None,
     ) -> bool:
         """Atomically mark ``token_id`` used; ``True`` only for the first caller.
 
         A revoked token id cannot be consumed; one whose hold lapsed can. With
-        ``hold``, the use is provisional until :meth:`confirm`. The entry may
-        be purged after ``expires_at``.
+        ``hold``, the use is provisional until :meth:`confirm`. With ``issue``,
+        a revocation of the subject's links that covers it (see
+        :meth:`is_subject_revoked`) refuses the consume in the same atomic
+        step, so no revocation slips in between a check and the use. The entry
+        may be purged after ``expires_at``.
         """
         ...
 
@@ -187,11 +200,20 @@ class MemoryLedger:
         return replace(entry, state="revoked", at=revoked_at)
 
     async def consume(
-        self, token_id: str, *, expires_at: datetime, hold: Hold | None = None
+        self,
+        token_id: str,
+        *,
+        expires_at: datetime,
+        hold: Hold | None = None,
+        issue: Issue | None = None,
     ) -> bool:
         """Mark ``token_id`` used; ``True`` only the first time (or after a lapse)."""
         self._purge()
         if self._current(token_id) is not None:
+            return False
+        if issue is not None and self._subject_revocation(
+            issue.subject, issue.action, issue.issued_at
+        ):
             return False
         self._revoked_in_use.pop(token_id, None)
         self._entries[token_id] = LedgerEntry(

@@ -28,6 +28,7 @@ from actionlinks.actions import (
 )
 from actionlinks.beats import while_beating
 from actionlinks.errors import (
+    ActionLinksError,
     HandlerError,
     InvalidArgumentError,
     LedgerUnavailableError,
@@ -38,7 +39,7 @@ from actionlinks.errors import (
     TokenRevokedError,
     WebhookError,
 )
-from actionlinks.ledger import ALL_ACTIONS, Hold
+from actionlinks.ledger import ALL_ACTIONS, Hold, Issue
 from actionlinks.tokens import MAX_SUBJECT_LENGTH, check_text
 
 if TYPE_CHECKING:
@@ -54,6 +55,13 @@ if TYPE_CHECKING:
 
 _log = logging.getLogger("actionlinks")
 T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class _Use:
+    """A one-time link taken: under ``holder``'s hold, or final (``None``)."""
+
+    holder: str | None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -357,11 +365,11 @@ class ActionRegistry:
         try:
             claims = await self._verify_with_state(token, action, state)
             declared = self.get(claims.action)
-            await self._check_revocation(claims)
-            holder = await self._take(declared, claims)
+            use = await self._take(declared, claims)
         except TokenError as exc:
             await self._rejected(exc, claims)
             raise
+        holder = None if use is None else use.holder
         try:
             result = await self._holding(
                 claims.token_id,
@@ -372,7 +380,7 @@ class ActionRegistry:
                 form or {},
             )
         except BaseException as exc:
-            released = await self._undo(claims, holder)
+            released = await self._undo(claims, use)
             if isinstance(exc, Exception):
                 _log.warning(
                     "dispatch of %s failed for link %s; use %s: %s",
@@ -404,26 +412,51 @@ class ActionRegistry:
             state = await declared.current_state(claims.subject)
         return self.verify(token, action=claims.action, state=state)
 
-    async def _take(self, action: Action, claims: ActionClaims) -> str | None:
-        """Consume a one-time link under a hold; the holder (``None``: multi-use)."""
+    async def _take(self, action: Action, claims: ActionClaims) -> _Use | None:
+        """Consume a one-time link, unless it or its subject's links are revoked.
+
+        Under a hold while something is dispatched (so that a crash mid-handler
+        leaves the link usable once the hold lapses); final at once when the
+        action dispatches nothing. ``None``: a multi-use link, nothing taken.
+        """
+        issue = Issue(
+            subject=claims.subject, action=claims.action, issued_at=claims.issued_at
+        )
         if not action.one_time:
-            entry = await self._ledger.lookup(claims.token_id)
+            entry = await self._ledger.standing(
+                claims.token_id,
+                subject=issue.subject,
+                action=issue.action,
+                issued_at=issue.issued_at,
+            )
             if entry is not None and entry.state == "revoked":
                 self._raise_for_entry(claims, entry.state, entry.at)
             return None
-        hold = self._new_hold()
+        hold = self._new_hold() if self._dispatches(action) else None
         # Shielded: once the statement ran, its answer must reach us, or a
         # cancelled request would leave the link held with nothing done.
         with anyio.CancelScope(shield=True):
             took = await self._ledger.consume(
-                claims.token_id, expires_at=claims.expires_at + RETENTION, hold=hold
+                claims.token_id,
+                expires_at=claims.expires_at + RETENTION,
+                hold=hold,
+                issue=issue,
             )
         if not took:
             entry = await self._ledger.lookup(claims.token_id)
-            if entry is None:
-                self._raise_for_entry(claims, "used", None)
+            if entry is None:  # no use of its own: a revocation of its subject
+                raise TokenRevokedError(
+                    "the link was revoked", token_id=claims.token_id
+                )
             self._raise_for_entry(claims, entry.state, entry.at)
-        return hold.holder
+        return _Use(holder=None if hold is None else hold.holder)
+
+    def _dispatches(self, action: Action) -> bool:
+        """Whether a use of ``action`` reaches anything (a handler, a webhook)."""
+        try:
+            return self._dispatcher.describe(action) is not None
+        except ActionLinksError:  # a broken handler URL: dispatch will say so
+            return True
 
     async def _holding(
         self,
@@ -488,13 +521,13 @@ class ActionRegistry:
                 )
             return
 
-    async def _undo(self, claims: ActionClaims, holder: str | None) -> bool:
+    async def _undo(self, claims: ActionClaims, use: _Use | None) -> bool:
         """Release a one-time use after a failed dispatch; whether it worked."""
-        if holder is None:
+        if use is None:
             return True
         with anyio.CancelScope(shield=True):
             try:
-                await self._ledger.release(claims.token_id, holder=holder)
+                await self._ledger.release(claims.token_id, holder=use.holder)
             except LedgerUnavailableError as exc:
                 _log.error(
                     "could not release link %s after its handler failed; it "
@@ -506,12 +539,6 @@ class ActionRegistry:
                 return False
             await self._note(lambda j: j.released(claims.token_id))
         return True
-
-    async def _check_revocation(self, claims: ActionClaims) -> None:
-        if await self._ledger.is_subject_revoked(
-            claims.subject, action=claims.action, issued_at=claims.issued_at
-        ):
-            raise TokenRevokedError("the link was revoked", token_id=claims.token_id)
 
     @staticmethod
     def _raise_for_entry(

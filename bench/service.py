@@ -219,11 +219,11 @@ def main() -> None:
         "--fast-stack", action="store_true", help="uvloop and httptools on both"
     )
     args = parser.parse_args()
-    stack = FAST_STACK if args.fast_stack else ()
+    stack = FAST_STACK if args.fast_stack else PLAIN_STACK
     results = measure(args.seconds, args.connections, args.posts, stack)
     base = results["bare"]
     print(
-        f"uvicorn {' '.join(stack) or '(asyncio, h11)'}, 1 worker, "
+        f"uvicorn {' '.join(stack)}, 1 worker, "
         f"{args.connections} keep-alive connections; one run\n"
     )
     print(
@@ -244,6 +244,7 @@ def main() -> None:
 
 
 FAST_STACK = ("--loop", "uvloop", "--http", "httptools")
+PLAIN_STACK = ("--loop", "asyncio", "--http", "h11")
 
 
 async def _mint(env: dict[str, str], count: int) -> list[tuple[str, str]]:

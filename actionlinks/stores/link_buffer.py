@@ -30,6 +30,7 @@ LINK_HISTORY = timedelta(days=30)
 SHOWN = 50
 """The most kinds of rejected attempts a link's status lists."""
 _PURGE_EVERY = timedelta(hours=1)
+_FLUSH_EVERY_US = FLUSH_EVERY // timedelta(microseconds=1)
 _HOUR_US = 3_600_000_000
 
 STATUS_COLUMNS = (
@@ -73,29 +74,31 @@ class LinkBuffer:
         self._clock = clock
         self._views: dict[str, int] = {}
         self._rejections: dict[tuple[str | None, str], _Tally] = {}
-        self._last_flush = clock.now()
+        self._last_flush = clock.micros()
         self._last_purge = clock.now()
 
     def viewed(self, token_id: str) -> bool:
         """Note a view; whether a flush is due."""
-        self._views.setdefault(token_id, micros(self._clock.now()))
-        return self._due()
+        now = self._clock.micros()
+        if token_id not in self._views:
+            self._views[token_id] = now
+        return self._due(now)
 
     def rejected(self, token_id: str | None, reason: str) -> bool:
         """Count a rejected attempt; whether a flush is due."""
-        now = micros(self._clock.now())
+        now = self._clock.micros()
         tally = self._rejections.get((token_id, reason))
         if tally is None:
             self._rejections[token_id, reason] = _Tally(count=1, first=now, last=now)
         else:
             tally.count += 1
             tally.last = now
-        return self._due()
+        return self._due(now)
 
-    def _due(self) -> bool:
+    def _due(self, now: int) -> bool:
         return (
             len(self._views) + len(self._rejections) >= PENDING_LIMIT
-            or self._clock.now() - self._last_flush >= FLUSH_EVERY
+            or now - self._last_flush >= _FLUSH_EVERY_US
         )
 
     def take(self) -> PendingWrites | None:
@@ -103,7 +106,7 @@ class LinkBuffer:
         now = self._clock.now()
         views, self._views = self._views, {}
         rejections, self._rejections = self._rejections, {}
-        self._last_flush = now
+        self._last_flush = micros(now)
         purge_before = None
         if now - self._last_purge >= _PURGE_EVERY:
             self._last_purge = now

@@ -12,11 +12,11 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from actionlinks.ledger import PURGE_EVERY, Hold
-from actionlinks.stores.rows import held_entry, ledger_entry, micros
+from actionlinks.stores.rows import held_entry, issue_values, ledger_entry, micros
 
 if TYPE_CHECKING:
     from actionlinks.clock import Clock
-    from actionlinks.ledger import LedgerEntry
+    from actionlinks.ledger import Issue, LedgerEntry
     from actionlinks.stores.pg_db import Connection, PgDatabase
 
 PURGE_BATCH = 10_000
@@ -46,7 +46,10 @@ CREATE INDEX subject_revocations_expiry ON subject_revocations (until_us);
 _ENTRY = "state, at_us, expires_us, revoked_us, holder, held_until_us"
 _TAKE = (
     "INSERT INTO ledger_entries AS e (token_id, state, at_us, expires_us, holder, "
-    "held_until_us) VALUES ($1, 'used', $2, $3, $4, $5) ON CONFLICT (token_id) "
+    "held_until_us) SELECT $1, 'used', $2, $3, $4, $5 "
+    # No revocation of the subject's links covers it (NULLs: nothing to check).
+    "WHERE NOT EXISTS (SELECT 1 FROM subject_revocations WHERE subject = $6 "
+    "AND action IN ($7, '') AND before_us > $8) ON CONFLICT (token_id) "
     "DO UPDATE SET at_us = excluded.at_us, holder = excluded.holder, "
     "held_until_us = excluded.held_until_us, "
     "expires_us = greatest(e.expires_us, excluded.expires_us) "
@@ -77,7 +80,12 @@ class PgLedger:
         return f"PgLedger({self._database!r})"
 
     async def consume(
-        self, token_id: str, *, expires_at: datetime, hold: Hold | None = None
+        self,
+        token_id: str,
+        *,
+        expires_at: datetime,
+        hold: Hold | None = None,
+        issue: Issue | None = None,
     ) -> bool:
         """Mark ``token_id`` used; ``True`` only for the first caller anywhere."""
         now = self._clock.now()
@@ -89,6 +97,7 @@ class PgLedger:
             micros(expires_at),
             None if hold is None else hold.holder,
             None if hold is None else micros(hold.until),
+            *issue_values(issue),
         )
         return taken == 1
 

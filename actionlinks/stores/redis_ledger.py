@@ -29,7 +29,7 @@ if TYPE_CHECKING:
     import redis.asyncio
 
     from actionlinks.clock import Clock
-    from actionlinks.ledger import Hold
+    from actionlinks.ledger import Hold, Issue
 
 _MARGIN_MS = 60_000
 """Keys outlive their lifetime on the server by this much (clocks drift)."""
@@ -52,11 +52,20 @@ local function current(key, now)
 end
 """
 
+# KEYS: the token's hash, then the subject's two revocation hashes (or '').
 _CONSUME = (
     _CURRENT
     + """
 local now = tonumber(ARGV[1])
 if current(KEYS[1], now) then return 0 end
+for i = 2, 3 do
+  if KEYS[i] ~= '' then
+    local e = redis.call('HMGET', KEYS[i], 'before', 'until')
+    if e[1] and tonumber(e[2]) >= now and tonumber(ARGV[6]) < tonumber(e[1]) then
+      return 0
+    end
+  end
+end
 redis.call('DEL', KEYS[1])
 redis.call('HSET', KEYS[1], 'state', 'used', 'at', ARGV[1], 'exp', ARGV[2],
            'holder', ARGV[3], 'until', ARGV[4])
@@ -220,18 +229,32 @@ class RedisLedger:
         )
 
     async def consume(
-        self, token_id: str, *, expires_at: datetime, hold: Hold | None = None
+        self,
+        token_id: str,
+        *,
+        expires_at: datetime,
+        hold: Hold | None = None,
+        issue: Issue | None = None,
     ) -> bool:
         """Mark ``token_id`` used; ``True`` only the first time (or after a lapse)."""
+        subjects = (
+            ["", ""]
+            if issue is None
+            else [
+                self._subject(issue.subject, issue.action),
+                self._subject(issue.subject, ALL_ACTIONS),
+            ]
+        )
         taken = await self._run(
             "consume",
-            [self._token(token_id)],
+            [self._token(token_id), *subjects],
             [
                 micros(self._clock.now()),
                 micros(expires_at),
                 "" if hold is None else hold.holder,
                 0 if hold is None else micros(hold.until),
                 self._lifetime_ms(expires_at),
+                0 if issue is None else micros(issue.issued_at),
             ],
         )
         return bool(taken)

@@ -11,7 +11,7 @@ import json
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from actionlinks.ledger import LedgerEntry
+from actionlinks.ledger import Issue, LedgerEntry
 from actionlinks.outbox.model import Attempt, Delivery, Message
 from actionlinks.webhooks.endpoints import EndpointRecord, EndpointSecret
 
@@ -30,6 +30,13 @@ def micros(instant: datetime) -> int:
 def instant(value: int) -> datetime:
     """Integer microseconds since the epoch as an aware UTC datetime."""
     return _EPOCH + timedelta(microseconds=value)
+
+
+def issue_values(issue: Issue | None) -> tuple[str | None, str | None, int | None]:
+    """``(subject, action, issued_us)`` for a consume's revocation check, or NULLs."""
+    if issue is None:
+        return None, None, None
+    return issue.subject, issue.action, micros(issue.issued_at)
 
 
 def ledger_entry(token_id: str, state: str, at: int, expires_at: int) -> LedgerEntry:

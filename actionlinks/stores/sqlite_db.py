@@ -18,6 +18,7 @@ The file is created with mode 0600: it holds who was sent which link.
 
 from __future__ import annotations
 
+import logging
 import os
 import sqlite3
 import threading
@@ -32,9 +33,12 @@ if TYPE_CHECKING:
     from pathlib import Path
 
 T = TypeVar("T")
+_log = logging.getLogger(__name__)
 Row = tuple[Any, ...]
 
 _BUSY_TIMEOUT_MS = 15_000
+CHECKPOINT_EVERY = 1000
+"""Inline commits between two checkpoints of the write-ahead log (in a thread)."""
 _READ_BUSY_TIMEOUT_MS = 1_000
 
 
@@ -70,7 +74,7 @@ class SqliteDatabase:
         path: the database file (created, mode 0600, if absent).
     """
 
-    __slots__ = ("_lock", "_path", "_quick", "_reader", "_writer")
+    __slots__ = ("_commits", "_lock", "_path", "_quick", "_reader", "_writer")
 
     def __init__(self, path: Path) -> None:
         """Remember the file; nothing is opened yet."""
@@ -78,6 +82,7 @@ class SqliteDatabase:
         self._lock = threading.Lock()
         self._writer: sqlite3.Connection | None = None
         self._quick: sqlite3.Connection | None = None
+        self._commits = 0  # inline commits since the last checkpoint
         self._reader: sqlite3.Connection | None = None
 
     def __repr__(self) -> str:
@@ -127,6 +132,7 @@ class SqliteDatabase:
                     check_same_thread=False,
                 )
                 quick.execute("PRAGMA busy_timeout = 0")
+                quick.execute("PRAGMA wal_autocheckpoint = 0")  # see _checkpoint_if_due
                 quick.execute("PRAGMA synchronous = NORMAL")
             except (OSError, sqlite3.Error) as exc:
                 raise LedgerUnavailableError(
@@ -200,8 +206,9 @@ class SqliteDatabase:
             ServiceClosedError: the database is not open.
         """
         if inline:
-            done, result = self._run_inline(work)
+            done, result = self._inline(work, atomic=True)
             if done:
+                await self._checkpoint_if_due()
                 return cast("T", result)
 
         def locked() -> T:
@@ -214,35 +221,6 @@ class SqliteDatabase:
             return await anyio.to_thread.run_sync(locked)
         except sqlite3.Error as exc:
             raise LedgerUnavailableError(f"the database failed: {exc}") from exc
-
-    def _run_inline(
-        self, work: Callable[[sqlite3.Connection], T]
-    ) -> tuple[bool, T | None]:
-        """``(True, result)`` if ``work`` ran now; ``(False, None)`` if busy."""
-        if not self._lock.acquire(blocking=False):
-            return False, None  # a write of this process is under way
-        try:
-            quick = self._quick
-            if quick is None:
-                raise self._closed()
-            try:
-                quick.execute("BEGIN IMMEDIATE")
-                try:
-                    result = work(quick)
-                    quick.execute("COMMIT")
-                except BaseException:
-                    if quick.in_transaction:
-                        quick.execute("ROLLBACK")
-                    raise
-            except sqlite3.OperationalError as exc:
-                if _is_busy(exc):
-                    return False, None  # another process writes: nothing done
-                raise LedgerUnavailableError(f"the database failed: {exc}") from exc
-            except sqlite3.Error as exc:
-                raise LedgerUnavailableError(f"the database failed: {exc}") from exc
-            return True, result
-        finally:
-            self._lock.release()
 
     async def transaction(
         self, work: Callable[[sqlite3.Connection], T], *, inline: bool = True
@@ -257,8 +235,9 @@ class SqliteDatabase:
             ServiceClosedError: the database is not open.
         """
         if inline:
-            done, result = self._run_inline(work)
+            done, result = self._inline(work, atomic=True)
             if done:
+                await self._checkpoint_if_due()
                 return cast("T", result)
 
         def atomic(connection: sqlite3.Connection) -> T:
@@ -279,25 +258,77 @@ class SqliteDatabase:
         One statement is atomic by itself: inline it runs in autocommit mode,
         and a busy answer leaves nothing done.
         """
-        if self._lock.acquire(blocking=False):
+
+        def statement(connection: sqlite3.Connection) -> int:
+            return connection.execute(sql, parameters).rowcount
+
+        done, changed = self._inline(statement, atomic=False)
+        if done:
+            await self._checkpoint_if_due()
+            return cast("int", changed)
+        return await self.run(statement, inline=False)
+
+    def _inline(
+        self, work: Callable[[sqlite3.Connection], T], *, atomic: bool
+    ) -> tuple[bool, T | None]:
+        """``(True, result)`` if ``work`` ran now; ``(False, None)`` if busy.
+
+        ``atomic``: wrap it in ``BEGIN IMMEDIATE`` … ``COMMIT`` (for more than
+        one statement), so that a busy answer midway leaves nothing done.
+        """
+        if not self._lock.acquire(blocking=False):
+            return False, None  # a write of this process is under way
+        try:
+            quick = self._quick
+            if quick is None:
+                raise self._closed()
             try:
-                quick = self._quick
-                if quick is None:
-                    raise self._closed()
-                try:
-                    return quick.execute(sql, parameters).rowcount
-                except sqlite3.OperationalError as exc:
-                    if not _is_busy(exc):
-                        raise LedgerUnavailableError(
-                            f"the database failed: {exc}"
-                        ) from exc
-                except sqlite3.Error as exc:
-                    raise LedgerUnavailableError(f"the database failed: {exc}") from exc
+                if not atomic:
+                    result = work(quick)
+                else:
+                    quick.execute("BEGIN IMMEDIATE")
+                    try:
+                        result = work(quick)
+                        quick.execute("COMMIT")
+                    except BaseException:
+                        if quick.in_transaction:
+                            quick.execute("ROLLBACK")
+                        raise
+            except sqlite3.OperationalError as exc:
+                if _is_busy(exc):
+                    return False, None  # another process writes: nothing done
+                raise LedgerUnavailableError(f"the database failed: {exc}") from exc
+            except sqlite3.Error as exc:
+                raise LedgerUnavailableError(f"the database failed: {exc}") from exc
+            self._commits += 1
+            return True, result
+        finally:
+            self._lock.release()
+
+    async def _checkpoint_if_due(self) -> None:
+        """Every :data:`CHECKPOINT_EVERY` inline commits, checkpoint in a thread.
+
+        The inline connection never checkpoints itself (that would hold the
+        event loop for milliseconds); a passive checkpoint runs beside the
+        writers instead, on a connection of its own, and waits for nobody.
+        """
+        if self._commits < CHECKPOINT_EVERY:
+            return
+        self._commits = 0
+
+        def checkpoint() -> None:
+            connection = sqlite3.connect(
+                self._path, timeout=_READ_BUSY_TIMEOUT_MS / 1000
+            )
+            try:
+                connection.execute("PRAGMA wal_checkpoint(PASSIVE)")
             finally:
-                self._lock.release()
-        return await self.run(
-            lambda c: c.execute(sql, parameters).rowcount, inline=False
-        )
+                connection.close()
+
+        try:
+            await anyio.to_thread.run_sync(checkpoint)
+        except sqlite3.Error as exc:  # the next one, or a thread write, catches up
+            _log.warning("a WAL checkpoint of %s failed: %s", self._path.name, exc)
 
     async def fetchone(self, sql: str, parameters: tuple[Any, ...] = ()) -> Row | None:
         """The first row of a read-only query, or ``None``, read inline.

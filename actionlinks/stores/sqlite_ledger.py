@@ -12,20 +12,23 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from actionlinks.ledger import PURGE_EVERY, Hold
-from actionlinks.stores.rows import held_entry, ledger_entry, micros
+from actionlinks.stores.rows import held_entry, issue_values, ledger_entry, micros
 
 if TYPE_CHECKING:
     import sqlite3
 
     from actionlinks.clock import Clock
-    from actionlinks.ledger import LedgerEntry
+    from actionlinks.ledger import Issue, LedgerEntry
     from actionlinks.stores.sqlite_db import SqliteDatabase
 
 
 _ENTRY = "state, at_us, expires_us, revoked_us, holder, held_until_us"
 _TAKE = (
     "INSERT INTO ledger_entries (token_id, state, at_us, expires_us, holder, "
-    "held_until_us) VALUES (?, 'used', ?, ?, ?, ?) ON CONFLICT (token_id) DO UPDATE "
+    "held_until_us) SELECT ?, 'used', ?, ?, ?, ? "
+    # No revocation of the subject's links covers it (NULLs: nothing to check).
+    "WHERE NOT EXISTS (SELECT 1 FROM subject_revocations WHERE subject = ? "
+    "AND action IN (?, '') AND before_us > ?) ON CONFLICT (token_id) DO UPDATE "
     "SET at_us = excluded.at_us, holder = excluded.holder, "
     "held_until_us = excluded.held_until_us, "
     "expires_us = max(expires_us, excluded.expires_us) "
@@ -56,7 +59,12 @@ class SqliteLedger:
         return f"SqliteLedger({self._database!r})"
 
     async def consume(
-        self, token_id: str, *, expires_at: datetime, hold: Hold | None = None
+        self,
+        token_id: str,
+        *,
+        expires_at: datetime,
+        hold: Hold | None = None,
+        issue: Issue | None = None,
     ) -> bool:
         """Mark ``token_id`` used; ``True`` only for the first caller anywhere."""
         now = self._clock.now()
@@ -69,6 +77,7 @@ class SqliteLedger:
                 micros(expires_at),
                 None if hold is None else hold.holder,
                 None if hold is None else micros(hold.until),
+                *issue_values(issue),
             ),
         )
         return taken == 1

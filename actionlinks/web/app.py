@@ -166,7 +166,32 @@ def outcome_for(exc: ActionLinksError) -> Outcome:
 
 def wants_json(request: Request) -> bool:
     """Whether the client asked for JSON instead of HTML."""
-    return "application/json" in request.headers.get("accept", "")
+    for name, value in request.scope["headers"]:
+        if name == b"accept":
+            return b"application/json" in value
+    return False
+
+
+_PAGE_HEADERS = [
+    *(
+        (name.lower().encode(), value.encode())
+        for name, value in TOKEN_PAGE_HEADERS.items()
+    ),
+    (b"content-type", b"text/html; charset=utf-8"),
+]
+
+
+class PageResponse(HTMLResponse):
+    """An HTML page with :data:`TOKEN_PAGE_HEADERS`, their bytes made once."""
+
+    def init_headers(self, headers: Mapping[str, str] | None = None) -> None:
+        """The page headers and the body's length (``headers`` must be None)."""
+        if headers is not None:  # pragma: no cover - the page headers are fixed
+            raise TypeError("a PageResponse carries the token page headers only")
+        self.raw_headers = [
+            *_PAGE_HEADERS,
+            (b"content-length", str(len(self.body)).encode()),
+        ]
 
 
 class ClockSigner(itsdangerous.TimestampSigner):
@@ -239,7 +264,7 @@ class LinkSite:
         html = self.renderer.render(
             name, {"static_url": _path(request, "/static"), **context}
         )
-        return HTMLResponse(html, status_code=status, headers=TOKEN_PAGE_HEADERS)
+        return PageResponse(html, status_code=status)
 
     @staticmethod
     def _json(status: int, body: Mapping[str, Any]) -> Response:
@@ -356,7 +381,7 @@ class LinkSite:
                     **values,
                 },
             )
-        return HTMLResponse(html, status_code=status, headers=TOKEN_PAGE_HEADERS)
+        return PageResponse(html, status_code=status)
 
     async def confirm(self, request: Request) -> Response:
         """POST: verify the form, consume atomically, dispatch, show the outcome."""
@@ -410,7 +435,7 @@ class LinkSite:
                 "message": text.done,
             },
         )
-        return HTMLResponse(html, headers=TOKEN_PAGE_HEADERS)
+        return PageResponse(html)
 
     def nonce_for(self, token_id: str) -> str:
         """The confirm form's nonce for the link ``token_id`` (one hour)."""

@@ -156,10 +156,11 @@ class TimingMiddleware:
             template = getattr(route, "path", None) or "unmatched"
             method = scope["method"] if scope["method"] in _METHODS else "other"
             self._metrics.observe(template, method, elapsed)
-            _log.info(
-                "%s %s %d %.1fms",
-                _encoded(scope["method"]),
-                loggable_path(scope),
-                status,
-                elapsed * 1000,
-            )
+            if _log.isEnabledFor(logging.INFO):  # the redaction is not free
+                _log.info(
+                    "%s %s %d %.1fms",
+                    _encoded(scope["method"]),
+                    loggable_path(scope),
+                    status,
+                    elapsed * 1000,
+                )

@@ -17,7 +17,7 @@ import pytest
 
 from actionlinks.actions import Action
 from actionlinks.errors import HandlerError, TokenRevokedError
-from actionlinks.ledger import ALL_ACTIONS
+from actionlinks.ledger import ALL_ACTIONS, Issue
 from actionlinks.registry import ActionRegistry
 
 BASE = "https://links.example.test"
@@ -117,6 +117,38 @@ class LedgerContract:
             assert await backend.is_subject_revoked(
                 "user:1", action=action, issued_at=now - timedelta(seconds=1)
             )
+
+    @pytest.mark.parametrize("revoked_action", ["invite", ALL_ACTIONS])
+    async def test_a_consume_is_refused_when_its_subjects_links_are_revoked(
+        self, backend, clock, revoked_action
+    ):
+        """The revocation check and the use are one atomic step.
+
+        Covered (issued before the cut-off): refused, and nothing recorded. Issued
+        after it, another subject or another action: taken as usual.
+        """
+        now = clock.now()
+        expires = now + timedelta(minutes=5)
+        await backend.revoke_subject(
+            "u", action=revoked_action, before=now, until=now + timedelta(days=1)
+        )
+
+        def issue(subject="u", action="invite", issued_at=now - timedelta(seconds=1)):
+            return Issue(subject=subject, action=action, issued_at=issued_at)
+
+        assert not await backend.consume("old", expires_at=expires, issue=issue())
+        assert await backend.lookup("old") is None
+        assert await backend.consume(
+            "new", expires_at=expires, issue=issue(issued_at=now)
+        )
+        assert await backend.consume("other", expires_at=expires, issue=issue("v"))
+        assert await backend.consume(
+            "unchecked", expires_at=expires
+        )  # no issue: the token id alone
+        taken = await backend.consume(
+            "reset", expires_at=expires, issue=issue(action="password-reset")
+        )
+        assert taken is (revoked_action != ALL_ACTIONS)
 
     async def test_later_revocation_extends_an_earlier_one(self, backend, clock):
         """A second revocation moves the cut-off later, never earlier."""

@@ -174,3 +174,68 @@ async def test_files_of_the_first_schema_are_carried_forward(tmp_path, clock):
     counts = await store.links.rejection_counts(since=clock.now())
     assert counts == {"already_used": 1, "malformed": 1}
     await store.aclose()
+
+
+# --- writes at once, or in the thread when another process holds the lock ---------
+
+
+async def test_a_write_behind_another_process_lock_waits_in_the_thread(
+    tmp_path, store, clock
+):
+    """Another process's write transaction: the consume waits off the event loop.
+
+    The loop keeps running meanwhile (a ticker advances), and once the lock is
+    released the consume lands: nothing is lost and nothing is doubled.
+    """
+    import anyio
+
+    other = sqlite3.connect(tmp_path / "store.db", isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")  # the other process holds the write lock
+    ticks = 0
+
+    async def ticker():
+        nonlocal ticks
+        while True:
+            await anyio.sleep(0.01)
+            ticks += 1
+
+    async with anyio.create_task_group() as tasks:
+        tasks.start_soon(ticker)
+        expires = clock.now() + timedelta(hours=1)
+        consuming, consumed = anyio.Event(), anyio.Event()
+        results = []
+
+        async def consume():
+            consuming.set()
+            results.append(await store.ledger.consume("jti-1", expires_at=expires))
+            consumed.set()
+
+        tasks.start_soon(consume)
+        await consuming.wait()
+        await anyio.sleep(0.2)
+        assert results == []  # still waiting for the lock
+        assert ticks >= 5  # and the event loop was never held
+        other.execute("COMMIT")
+        with anyio.fail_after(10):
+            await consumed.wait()
+        tasks.cancel_scope.cancel()
+    other.close()
+    assert results == [True]
+    assert not await store.ledger.consume("jti-1", expires_at=expires)
+
+
+async def test_an_inline_transaction_that_fails_leaves_nothing(store):
+    """Work that raises midway is rolled back whole, inline as in the thread."""
+
+    def half(connection):
+        connection.execute(
+            "INSERT INTO subject_revocations (subject, action, before_us, until_us) "
+            "VALUES ('u', 'a', 1, 2)"
+        )
+        raise RuntimeError("midway")
+
+    with pytest.raises(RuntimeError):
+        await store.database.transaction(half)
+    with pytest.raises(RuntimeError):
+        await store.database.run(half)
+    assert await store.database.fetchall("SELECT * FROM subject_revocations") == []

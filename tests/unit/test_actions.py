@@ -320,3 +320,43 @@ def test_handler_dispatcher_describes_what_a_use_does():
 def test_token_from_a_url_that_does_not_parse_is_the_text_itself():
     """verify accepts odd input and lets the token check reject it."""
     assert token_from("http://[::1/a/x") == "http://[::1/a/x"
+
+
+async def test_a_use_reaching_nothing_is_final_at_once_one_with_a_handler_held(
+    registry, ledger
+):
+    """No handler: the consume is the whole use, no hold to confirm or lapse.
+
+    With a handler, the use stays held while it runs (a crash mid-handler lets
+    the hold lapse and the link work again), and is final once it returned.
+    """
+    bare = await registry.mint("email-confirm", subject="a@example.test")
+    await registry.redeem(bare.token)
+    assert bare.claims.token_id not in ledger._holds
+    assert (await ledger.lookup(bare.claims.token_id)).state == "used"
+
+    held = []
+
+    async def handler(claims, form):
+        held.append(ledger._holds.get(claims.token_id))
+
+    registry.declare(Action(name="invite", ttl=timedelta(days=1), handler=handler))
+    link = await registry.mint("invite", subject="a@example.test")
+    await registry.redeem(link.token)
+    assert held[0] is not None
+    assert link.claims.token_id not in ledger._holds
+    with pytest.raises(TokenAlreadyUsedError):
+        await registry.redeem(bare.token)
+
+
+async def test_a_subject_revoked_between_check_and_use_is_refused_and_not_consumed(
+    registry, ledger, clock
+):
+    """The revocation comes after check() passed: the consume itself refuses."""
+    link = await registry.mint("email-confirm", subject="a@example.test")
+    await registry.check(link.token)
+    clock.advance(timedelta(seconds=1))
+    await registry.revoke_subject("a@example.test")
+    with pytest.raises(TokenRevokedError):
+        await registry.redeem(link.token)
+    assert await ledger.lookup(link.claims.token_id) is None

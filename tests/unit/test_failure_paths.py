@@ -56,9 +56,16 @@ def flaky(clock):
     return FlakyLedger(clock=clock)
 
 
+async def _done(claims, form):
+    return "done"
+
+
 @pytest.fixture
 def flaky_registry(issuer, flaky, clock):
-    return ActionRegistry(issuer, ledger=flaky, base_url=BASE, clock=clock)
+    registry = ActionRegistry(issuer, ledger=flaky, base_url=BASE, clock=clock)
+    # A use that reaches a handler is held while it runs, and confirmed after.
+    registry.declare(Action(name="invite", ttl=timedelta(days=1), handler=_done))
+    return registry
 
 
 async def test_a_use_whose_confirmation_fails_is_logged_and_succeeds(

@@ -131,8 +131,10 @@ def test_segment_object_accepts_exactly_what_the_strict_decoders_accept(
             | st.integers()
             | st.floats(allow_nan=False)
             | st.text(),
-            lambda inner: st.lists(inner, max_size=3)
-            | st.dictionaries(st.text(max_size=4), inner, max_size=3),
+            lambda inner: (
+                st.lists(inner, max_size=3)
+                | st.dictionaries(st.text(max_size=4), inner, max_size=3)
+            ),
             max_leaves=8,
         ),
         max_size=6,
@@ -182,7 +184,7 @@ _NAMES = st.sampled_from(
     duplicate=st.sampled_from([None, "sub", "exp", "iss"]),
     algorithm=st.sampled_from(["HS256", "EdDSA"]),
 )
-def test_signed_payloads_of_any_shape_get_one_outcome_on_both_paths(  # noqa: PLR0913
+def test_signed_payloads_of_any_shape_get_one_outcome_on_both_paths(
     ring, changes, lifetime, moment, purpose, state, duplicate, algorithm
 ):
     """Differential over correctly signed payloads in our exact header.
