@@ -3,6 +3,11 @@
 Claims take the write lock (``BEGIN IMMEDIATE``), so workers in several
 processes never lease the same delivery; a lease is a holder and an instant,
 and a claim left by a killed process lapses with it.
+
+Enqueues, claims and records run in the worker thread, never inline (see
+:class:`~actionlinks.stores.sqlite_db.SqliteDatabase`): there they overlap the
+network waits of the deliveries, where inline they would queue with everything
+the event loop does (``bench/delivery.py``: 0.81× a bare loop, against 0.54×).
 """
 
 from __future__ import annotations
@@ -135,7 +140,7 @@ class SqliteOutbox:
             )
             return True
 
-        return await self._database.transaction(write)
+        return await self._database.transaction(write, inline=False)
 
     async def claim(  # noqa: PLR0913 - one claim, several bounds
         self,
@@ -190,7 +195,7 @@ class SqliteOutbox:
             )
             return taken
 
-        return await self._database.transaction(take)
+        return await self._database.transaction(take, inline=False)
 
     async def extend(
         self, *, holder: str, delivery_ids: Collection[int], lease: timedelta
@@ -241,7 +246,7 @@ class SqliteOutbox:
             )
             return cursor.rowcount == 1
 
-        return await self._database.transaction(write)
+        return await self._database.transaction(write, inline=False)
 
     async def read(self, message_id: str) -> MessageRecord | None:
         """The message, its deliveries and every attempt."""
