@@ -7,7 +7,7 @@ and a claim left by a killed process lapses with it.
 Enqueues, claims and records run in the worker thread, never inline (see
 :class:`~actionlinks.stores.sqlite_db.SqliteDatabase`): there they overlap the
 network waits of the deliveries, where inline they would queue with everything
-the event loop does (``bench/delivery.py``: 0.81× a bare loop, against 0.54×).
+the event loop does (``bench/delivery.py``: 0.81 of a bare loop, against 0.54).
 """
 
 from __future__ import annotations
