@@ -22,6 +22,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import (
 )
 
 from actionlinks.errors import ConfigurationError
+from actionlinks.mac import PrefixedMac
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
@@ -120,7 +121,7 @@ class V1Key:
 
     def __init__(self, key: bytes) -> None:
         """Key the HMAC once."""
-        self._mac = hmac.new(key, digestmod="sha256")
+        self._mac = PrefixedMac(key)
 
     def __repr__(self) -> str:
         """Never the key."""
@@ -132,9 +133,9 @@ class V1Key:
 
     def sign_content(self, content: bytes) -> str:
         """The ``v1`` entry of ``content`` (see :func:`signed_content`)."""
-        mac = self._mac.copy()
-        mac.update(content)
-        return "v1," + binascii.b2a_base64(mac.digest(), newline=False).decode()
+        return "v1," + binascii.b2a_base64(
+            self._mac.digest(content), newline=False
+        ).decode("ascii")
 
 
 def sign_v1a(
