@@ -234,7 +234,7 @@ def main() -> None:
     for name, rates in results.items():
         wrk = rates["wrk"]
         wrk_text = (
-            "—" if wrk is None else f"{wrk:,.0f} | {wrk / (base['wrk'] or 1):.2f}×"
+            "— | —" if wrk is None else f"{wrk:,.0f} | {wrk / (base['wrk'] or 1):.2f}×"
         )
         get, post = rates["get"] or 0, rates["post"] or 0
         print(
