@@ -6,6 +6,8 @@ import asyncio
 import logging
 from typing import TYPE_CHECKING, TypeVar
 
+import anyio
+
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
     from datetime import timedelta
@@ -20,9 +22,10 @@ async def while_beating(
     """Await ``work``, calling ``beat`` every ``every`` until it ends.
 
     The work runs in the caller's task; the heartbeat is a timer that starts a
-    beat only when one is due, so work that ends sooner costs no task at all.
-    The work's own failure is raised as itself; the heartbeat stops with the
-    work, however it ends, and a beat that fails is logged, never raised.
+    beat only when one is due (and none is under way), so work that ends
+    sooner costs no task at all. The work's own failure is raised as itself;
+    the heartbeat stops with the work, however it ends, after letting a beat
+    under way finish; a beat that fails is logged, never raised.
     """
     loop = asyncio.get_running_loop()
     seconds = every.total_seconds()
@@ -39,9 +42,10 @@ async def while_beating(
 
     def due() -> None:
         nonlocal timer
-        task = loop.create_task(one_beat())
-        beats.add(task)
-        task.add_done_callback(finished)
+        if not beats:  # one at a time: a slow beat gets no second one beside it
+            task = loop.create_task(one_beat())
+            beats.add(task)
+            task.add_done_callback(finished)
         timer = loop.call_later(seconds, due)
 
     timer = loop.call_later(seconds, due)
@@ -51,7 +55,7 @@ async def while_beating(
         if timer is not None:
             timer.cancel()
         if beats:
-            running = list(beats)
-            for task in running:
-                task.cancel()
-            await asyncio.gather(*running, return_exceptions=True)  # logged above
+            # A beat under way finishes: its statement may be shielded in the
+            # store, and cancelling the task would cut it off halfway anyway.
+            with anyio.CancelScope(shield=True):
+                await asyncio.gather(*beats, return_exceptions=True)  # logged

@@ -444,10 +444,14 @@ class ActionRegistry:
             )
         if not took:
             entry = await self._ledger.lookup(claims.token_id)
-            if entry is None:  # no use of its own: a revocation of its subject
-                raise TokenRevokedError(
-                    "the link was revoked", token_id=claims.token_id
-                )
+            if entry is None:  # its subject's revocation, or a use released since
+                if await self._ledger.is_subject_revoked(
+                    issue.subject, action=issue.action, issued_at=issue.issued_at
+                ):
+                    raise TokenRevokedError(
+                        "the link was revoked", token_id=claims.token_id
+                    )
+                self._raise_for_entry(claims, "held", None)
             self._raise_for_entry(claims, entry.state, entry.at)
         return _Use(holder=None if hold is None else hold.holder)
 

@@ -90,6 +90,10 @@ def serve_forever(sock: socket.socket, *, workers: int, env: Mapping[str, str]) 
         log_config=LOG_CONFIG,
         server_header=False,
         proxy_headers=False,
+        # h11, never httptools: httptools buffers a header of any size, so one
+        # client trickling an endless header grows a worker and stalls its loop;
+        # h11 refuses an incomplete request head past 16 KiB.
+        http="h11",
         timeout_graceful_shutdown=10,
     )
     if workers > 1:

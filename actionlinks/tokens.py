@@ -673,8 +673,8 @@ class TokenIssuer:
         if data is not None and not isinstance(data, dict):
             malformed("claim 'dat' must be a JSON object")
         tag = claims.get("sfp")
-        if tag is not None and not isinstance(tag, str):
-            malformed("claim 'sfp' must be a string")
+        if tag is not None and (not isinstance(tag, str) or not tag.isascii()):
+            malformed("claim 'sfp' must be a base64url string")
         scope = claims.get("scope", "")
         if not isinstance(scope, str) or (scope and not _SCOPE.fullmatch(scope)):
             malformed("claim 'scope' must be space-separated scope names")
@@ -722,7 +722,7 @@ def _extras(
     if (
         not _CLAIMS.issuperset(claims)
         or (data is not None and type(data) is not dict)
-        or ("sfp" in claims and type(tag) is not str)
+        or ("sfp" in claims and (type(tag) is not str or not tag.isascii()))
         or type(scope) is not str
         or (scope and not _SCOPE.fullmatch(scope))
     ):

@@ -39,6 +39,7 @@ Row = tuple[Any, ...]
 _BUSY_TIMEOUT_MS = 15_000
 CHECKPOINT_EVERY = 1000
 """Inline commits between two checkpoints of the write-ahead log (in a thread)."""
+_WAL_SIZE_LIMIT = 64 * 1024 * 1024
 _READ_BUSY_TIMEOUT_MS = 1_000
 
 
@@ -118,6 +119,9 @@ class SqliteDatabase:
                 writer.execute(f"PRAGMA busy_timeout = {_BUSY_TIMEOUT_MS}")
                 writer.execute("PRAGMA journal_mode = WAL")
                 writer.execute("PRAGMA synchronous = NORMAL")
+                # A log that grew past this (several processes writing at
+                # once) is cut back to it when it starts over.
+                writer.execute(f"PRAGMA journal_size_limit = {_WAL_SIZE_LIMIT}")
                 reader = sqlite3.connect(
                     self._path,
                     timeout=_READ_BUSY_TIMEOUT_MS / 1000,
@@ -309,21 +313,20 @@ class SqliteDatabase:
         """Every :data:`CHECKPOINT_EVERY` inline commits, checkpoint in a thread.
 
         The inline connection never checkpoints itself (that would hold the
-        event loop for milliseconds); a passive checkpoint runs beside the
-        writers instead, on a connection of its own, and waits for nobody.
+        event loop for milliseconds). The checkpoint holds this process's write
+        lock, so that none of its writes lands meanwhile: once it copied every
+        frame back, the next write starts the log over and it stays small (a
+        checkpoint racing the writers never completes, and the log grew by
+        every commit). Writes meanwhile wait in the thread, not in the loop.
         """
         if self._commits < CHECKPOINT_EVERY:
             return
         self._commits = 0
 
         def checkpoint() -> None:
-            connection = sqlite3.connect(
-                self._path, timeout=_READ_BUSY_TIMEOUT_MS / 1000
-            )
-            try:
-                connection.execute("PRAGMA wal_checkpoint(PASSIVE)")
-            finally:
-                connection.close()
+            with self._lock:
+                if self._writer is not None:
+                    self._writer.execute("PRAGMA wal_checkpoint(PASSIVE)")
 
         try:
             await anyio.to_thread.run_sync(checkpoint)

@@ -57,7 +57,7 @@ from actionlinks.web.api_mail import MailRoutes
 from actionlinks.web.api_webhooks import WebhookRoutes
 from actionlinks.web.forms import read_form
 from actionlinks.web.metrics import Metrics, TimingMiddleware
-from actionlinks.web.nonces import FormNonces
+from actionlinks.web.nonces import FormNonces, form_keys
 from actionlinks.web.openapi import openapi_document
 from actionlinks.web.pages import PageRenderer, check_form, text_for
 
@@ -227,18 +227,19 @@ class LinkSite:
         self._signers = self._signers_for(service.keys)
 
     def _signers_for(self, ring: KeyRing) -> _Signers:
-        # One derived secret per key and purpose, newest last (itsdangerous signs
-        # with the last and verifies with all, so rotation keeps open forms).
+        # One derived secret per key and purpose (the last signs, all verify,
+        # so rotation keeps open forms).
         clock = self.service.clock
+        keys = form_keys(ring)
         return _Signers(
             ring=ring,
             nonces=FormNonces(
-                [key.derive_secret(b"forms/confirm") for key in ring],
+                [key.derive_secret(b"forms/confirm") for key in keys],
                 clock=clock,
                 max_age=int(FORM_NONCE_MAX_AGE.total_seconds()),
             ),
             renewals=itsdangerous.URLSafeTimedSerializer(
-                [key.derive_secret(b"forms/renew") for key in ring],
+                [key.derive_secret(b"forms/renew") for key in keys],
                 signer=ClockSigner,
                 signer_kwargs={
                     "clock": clock,

@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from collections.abc import Sequence
 
     from actionlinks.clock import Clock
+    from actionlinks.keys import KeyRing, SigningKey
 
 _MICROS = 1_000_000
 _MAX_STAMP_CHARS = 12  # base64url of 8 bytes
@@ -43,6 +44,16 @@ def _seconds(stamp: bytes) -> int | None:
     except binascii.Error:
         return None
     return int.from_bytes(raw)
+
+
+def form_keys(ring: KeyRing) -> list[SigningKey]:
+    """The ring's keys in the order form signers take them: newest last.
+
+    The last signs. A key scheduled to sign later (``--activate-after``) comes
+    first instead: until its time, hosts that have not loaded it yet must
+    accept the forms this one hands out.
+    """
+    return sorted(ring, key=lambda key: not (key.is_active and key.signs_from))
 
 
 class FormNonces:
@@ -75,7 +86,7 @@ class FormNonces:
         """Whether ``nonce`` was signed for ``token_id`` within ``max_age``."""
         if len(nonce) > _MAX_NONCE_CHARS:
             return False
-        raw = nonce.encode("utf-8", "surrogateescape")
+        raw = nonce.encode("utf-8", "surrogatepass")
         body, _, signature = raw.rpartition(b".")
         value, _, stamp = body.rpartition(b".")
         if not any(

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import jinja2
+from jinja2 import nodes
 from markupsafe import escape
 
 from actionlinks.assets import templates_dir
@@ -214,13 +215,16 @@ class PageRenderer:
 
     def render_confirm(self, action: str, context: Mapping[str, Any]) -> str:
         """Render the action's own confirmation page, or the generic one."""
+        return self._confirm_template(action).render(context)
+
+    def _confirm_template(self, action: str) -> jinja2.Template:
         template = self._confirm.get(action)
         if template is None:
             template = self._environment.select_template(
                 [f"pages/confirm-{action}.html", "pages/confirm.html"]
             )
             self._confirm[action] = template
-        return template.render(context)
+        return template
 
     def confirm_page(
         self, action: str, text: PageText, values: Mapping[str, str]
@@ -241,6 +245,11 @@ class PageRenderer:
         return shape.fill(values)
 
     def _shape(self, action: str, text: PageText) -> _Shape | None:
+        template = self._confirm_template(action)
+        if template.name is None or not _prints_slots_only(
+            self._environment, template.name, set()
+        ):
+            return None
         markers = {
             f"al{secrets.token_hex(12)}{index}": slot
             for index, slot in enumerate(_SLOTS)
@@ -260,6 +269,41 @@ class PageRenderer:
             ):
                 return None
         return shape
+
+
+def _prints_slots_only(
+    environment: jinja2.Environment, name: str, seen: set[str]
+) -> bool:
+    """Whether ``name`` and the templates it pulls in only print the slots.
+
+    Each per-link value (:data:`_SLOTS`) may appear only as a plain
+    ``{{ value }}``: no filter, test, condition, loop, assignment or
+    expression of it, which a cached shape could not reproduce for values
+    other than the ones it was checked with. Templates it extends or includes
+    must be named by constants and obey the same rule.
+    """
+    if name in seen:
+        return True
+    seen.add(name)
+    loader = environment.loader
+    if loader is None:  # pragma: no cover - PageRenderer always has one
+        return False
+    source, _, _ = loader.get_source(environment, name)
+    tree = environment.parse(source)
+    pulling = (nodes.Extends, nodes.Include, nodes.Import, nodes.FromImport)
+    for node in tree.find_all(pulling):
+        pulled = getattr(node, "template", None)
+        if not isinstance(pulled, nodes.Const) or not isinstance(pulled.value, str):
+            return False
+        if not _prints_slots_only(environment, pulled.value, seen):
+            return False
+    return _slots_printed_plainly(tree)
+
+
+def _slots_printed_plainly(node: nodes.Node, parent: nodes.Node | None = None) -> bool:
+    if isinstance(node, nodes.Name) and node.name in _SLOTS:
+        return isinstance(parent, nodes.Output)
+    return all(_slots_printed_plainly(child, node) for child in node.iter_child_nodes())
 
 
 def _confirm_context(text: PageText, values: Mapping[str, str]) -> dict[str, Any]:

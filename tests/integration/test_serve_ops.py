@@ -218,3 +218,42 @@ def test_one_use_keeps_one_webhook_id_across_the_retry(tmp_path):
     (failed, failed_status), (done, done_status) = receiver.attempts
     assert (failed_status, done_status) == (500, 204)
     assert failed == done
+
+
+def test_an_endless_request_header_is_cut_off_and_the_worker_keeps_serving(tmp_path):
+    """A client trickling one header forever gets an error and a closed socket.
+
+    Its bytes are not buffered without bound (httptools did: 64 MiB of one header
+    grew the worker by 64 MiB and held its event loop for seconds), and other
+    requests are answered meanwhile.
+    """
+    server = ServeProcess(tmp_path)
+    try:
+        hostile = socket.create_connection(("127.0.0.1", server.port), timeout=10)
+        hostile.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: ")
+        chunk = b"a" * 65536
+        answer = b""
+        sent = 0
+        try:
+            while sent < 64 * 1024 * 1024:
+                hostile.sendall(chunk)
+                sent += len(chunk)
+                hostile.settimeout(0)
+                try:
+                    answer = hostile.recv(4096)
+                except BlockingIOError:
+                    answer = b""
+                finally:
+                    hostile.settimeout(10)
+                if answer:
+                    break
+        except OSError:
+            pass  # the server closed the connection: what we want
+        finally:
+            hostile.close()
+        assert sent < 8 * 1024 * 1024, "the server took megabytes of one header"
+        assert answer == b"" or answer.startswith(b"HTTP/1.1 4")
+        with httpx.Client(timeout=10) as client:
+            assert client.get(f"{server.base_url}/healthz").status_code == 200
+    finally:
+        server.stop()

@@ -360,3 +360,53 @@ async def test_a_subject_revoked_between_check_and_use_is_refused_and_not_consum
     with pytest.raises(TokenRevokedError):
         await registry.redeem(link.token)
     assert await ledger.lookup(link.claims.token_id) is None
+
+
+async def test_a_redeem_losing_to_a_use_released_meanwhile_hears_in_use_not_revoked(
+    issuer, clock
+):
+    """Found by an audit: the loser's lookup came after the winner's release.
+
+    Nothing revoked the link, so the loser hears "being used right now" (it
+    works again), never "revoked" — and the link is indeed still usable.
+    """
+    from actionlinks.ledger import MemoryLedger
+
+    released = asyncio.Event()
+
+    class SlowLookup(MemoryLedger):
+        async def lookup(self, token_id):
+            await released.wait()  # a round trip, as on Redis or PostgreSQL
+            return await super().lookup(token_id)
+
+        async def release(self, token_id, *, holder=None):
+            await super().release(token_id, holder=holder)
+            released.set()
+
+    started = asyncio.Event()
+    calls = []
+
+    async def handler(claims, form):  # the app fails the first attempt only
+        calls.append(1)
+        if len(calls) == 1:
+            started.set()
+            await asyncio.sleep(0.01)
+            raise RuntimeError("app down")
+
+    registry = ActionRegistry(
+        issuer,
+        ledger=SlowLookup(clock=clock),
+        base_url="https://links.example.test",
+        clock=clock,
+        actions=[Action(name="invite", ttl=timedelta(days=1), handler=handler)],
+    )
+    link = await registry.mint("invite", subject="ada")
+    first = asyncio.create_task(registry.redeem(link.token))
+    await started.wait()
+    second = asyncio.create_task(registry.redeem(link.token))
+    results = await asyncio.gather(first, second, return_exceptions=True)
+    assert isinstance(results[0], HandlerError)
+    assert results[0].released
+    assert isinstance(results[1], TokenAlreadyUsedError)
+    assert results[1].used_at is None
+    assert await registry.redeem(link.token) is not None

@@ -91,3 +91,26 @@ async def test_cancelling_the_work_stops_the_beats():
     seen = len(beats)
     await asyncio.sleep(0.08)
     assert len(beats) == seen
+
+
+async def test_a_slow_beat_is_never_doubled_and_finishes_after_the_work():
+    """Found by an audit: beats piled up beside a slow one and were cut off.
+
+    A beat taking three intervals has no second beat beside it, and the one
+    under way when the work ends completes (its store statement is never cut
+    off halfway) before ``while_beating`` returns.
+    """
+    running, most, finished = 0, 0, []
+
+    async def beat():
+        nonlocal running, most
+        running += 1
+        most = max(most, running)
+        await asyncio.sleep(0.06)
+        running -= 1
+        finished.append(1)
+
+    await while_beating(asyncio.sleep(0.1), beat, every=EVERY)
+    assert most == 1
+    assert running == 0
+    assert finished

@@ -60,10 +60,43 @@ def test_nonces_of_a_retired_key_still_post_and_unknown_keys_do_not(clock):
 
 @pytest.mark.parametrize(
     "garbage",
-    ["", ".", "..", "a.b.c", "link..", "link.!!!!.x", "é.é.é", "\udcff", "x" * 10_000],
+    [
+        "",
+        ".",
+        "..",
+        "a.b.c",
+        "link..",
+        "link.!!!!.x",
+        "é.é.é",
+        "\udcff",
+        chr(0xD800),  # a lone high surrogate: not even encodable
+        "x" * 10_000,
+    ],
 )
 def test_malformed_nonces_are_refused_without_an_error(clock, garbage):
     """Whatever a form posts as nonce is a no, never an exception."""
     nonces = FormNonces([OLD], clock=clock, max_age=3600)
     assert not nonces.is_valid(garbage, "link")
     assert "o" * 32 not in repr(nonces)
+
+
+def test_a_key_scheduled_to_sign_later_signs_no_form_before_its_time(clock):
+    """Found by an audit: the scheduled key (last in the ring) signed the forms.
+
+    During ``--activate-after`` a host that has not loaded the new keys yet
+    must accept the forms of a host that has.
+    """
+    from actionlinks.keys import KeyRing
+    from actionlinks.web.nonces import form_keys
+
+    old = KeyRing.generate(created_at=clock.now())
+    new = old.rotated(
+        "HS256", created_at=clock.now(), signs_from=clock.now() + timedelta(seconds=60)
+    )
+
+    def nonces(ring):
+        secrets = [key.derive_secret(b"forms/confirm") for key in form_keys(ring)]
+        return FormNonces(secrets, clock=clock, max_age=3600)
+
+    assert nonces(old).is_valid(nonces(new).sign("jti"), "jti")
+    assert nonces(new).is_valid(nonces(old).sign("jti"), "jti")

@@ -87,3 +87,46 @@ def test_fixed_pages_are_rendered_once_per_context():
     assert first == renderer.render("done", context)
     assert renderer.fixed_page("done", context) is first
     assert renderer.fixed_page("done", {**context, "static_url": "/x"}) != first
+
+
+def test_templates_that_branch_on_or_transform_a_value_are_never_cut(tmp_path):
+    """Found by an audit: conditions on a value's content passed the probes.
+
+    A per-link value used in an ``if``, a filter or a test makes its template
+    render every time; the built-in pages, which only print them, are cut.
+    """
+    pages = tmp_path / "pages"
+    pages.mkdir()
+    (pages / "base.html").write_text("{% block content %}{% endblock %}")
+    (pages / "confirm.html").write_text(
+        '{% extends "pages/base.html" %}{% block content %}'
+        "{{ nonce }} {{ action_url }} {{ expires_at }}{% endblock %}"
+    )
+    form = '<form action="{{ action_url }}"><input value="{{ nonce }}"></form>'
+    overrides = {
+        "invite": form + '{% if expires_at.endswith("UTC") %}soon{% endif %}',
+        "email-confirm": form + '{% if action_url.startswith("/links/") %}h{% endif %}',
+        "magic-signin": '<input value="{{ nonce|truncate(60) }}">',
+        "unsubscribe": "{% set x = nonce %}{{ x }}",
+    }
+    for action, source in overrides.items():
+        (pages / f"confirm-{action}.html").write_text(
+            '{% extends "pages/base.html" %}{% block content %}'
+            f"{source}{{% endblock %}}"
+        )
+    renderer = PageRenderer(tmp_path)
+    real = {
+        "static_url": "/links/static",
+        "nonce": "gsOcA8LD-1xjJHvp-xaEAAg.axCJnQ." + "x" * 43,
+        "action_url": "/links/a/eyJhbGciOi.eyJpc3Mi.GPde2MQ",
+        "expires_at": "2026-12-03 21:11 UTC",
+    }
+    for action in [*overrides, "password-reset"]:
+        text = text_for(action)
+        page = renderer.confirm_page(action, text, real)
+        assert page == _jinja(renderer, action, text, real)
+        cut = renderer._shapes[action, text] is not None
+        assert cut is (action == "password-reset"), action
+    builtin = PageRenderer()
+    builtin.confirm_page("invite", text_for("invite"), real)
+    assert builtin._shapes["invite", text_for("invite")] is not None

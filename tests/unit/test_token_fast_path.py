@@ -299,3 +299,25 @@ def test_clocks_tell_whole_microseconds_since_the_epoch():
     after = system.now()
     assert int(before.timestamp() * 10**6) - 1 <= micros
     assert micros <= int(after.timestamp() * 10**6) + 1
+
+
+def test_a_state_tag_that_is_not_ascii_is_malformed_on_both_paths(ring, clock):
+    """Found by an audit: a lone surrogate in ``sfp`` escaped as UnicodeEncodeError.
+
+    Only a key holder could sign one; it is a malformed token all the same.
+    """
+    from actionlinks.errors import MalformedTokenError
+
+    issuer = TokenIssuer(ring, issuer=ISSUER, clock=clock)
+    minted = issuer.mint(BOUND, subject="user:42", state="v1").token
+    header, body, _ = minted.split(".")
+    payload = json.loads(unb64(body))
+    payload["sfp"] = "\ud800"
+    token = forge(
+        unb64(header),
+        json.dumps(payload).encode(),
+        ring.get(json.loads(unb64(header))["kid"]),
+    )
+    for verifier in (issuer, _strict_only(issuer)):
+        with pytest.raises(MalformedTokenError):
+            verifier.verify(token, BOUND, state="v1")
