@@ -90,9 +90,11 @@ def serve_forever(sock: socket.socket, *, workers: int, env: Mapping[str, str]) 
         log_config=LOG_CONFIG,
         server_header=False,
         proxy_headers=False,
-        # h11, never httptools: httptools buffers a header of any size, so one
-        # client trickling an endless header grows a worker and stalls its loop;
-        # h11 refuses an incomplete request head past 16 KiB.
+        # asyncio and h11 whatever else is installed: httptools buffers a header
+        # of any size (one client trickling an endless header grows a worker and
+        # stalls its loop; h11 refuses a request head past 16 KiB), and uvloop
+        # with h11 served no more GETs and fewer POSTs here (bench/run).
+        loop="asyncio",
         http="h11",
         timeout_graceful_shutdown=10,
     )
