@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 from typing import TYPE_CHECKING, Any
 
 # The example of the Standard Webhooks specification.
@@ -71,3 +72,14 @@ def rejection_cases(token: str, ring_key: SigningKey) -> dict[str, str]:
         "non-ascii": "%C3%A9%FF." + b64(b"x") + ".x",
         "empty-ish": "...",
     }
+
+
+_COMPACT_JWS = re.compile(r"eyJ[A-Za-z0-9_-]*\.eyJ[A-Za-z0-9_-]*\.")
+
+
+def shows_a_token(text: str) -> bool:
+    """Whether ``text`` holds a compact JWS (a JSON header and payload, dotted).
+
+    Not merely ``eyJ``: random ids (``msg_eyJ66k…``) contain it now and then.
+    """
+    return _COMPACT_JWS.search(text) is not None
