@@ -340,6 +340,7 @@ class ActionRegistry:
         action: str | None = None,
         form: Mapping[str, str] | None = None,
         state: str | bytes | None = None,
+        admit: Callable[[ActionClaims], Mapping[str, str]] | None = None,
     ) -> Redemption:
         """Verify, consume and dispatch.
 
@@ -354,6 +355,10 @@ class ActionRegistry:
             form: the fields the person posted.
             state: the subject's current state fingerprint; asked of the
                 action's ``current_state`` when omitted.
+            admit: called with the verified claims before anything is
+                consumed; returns the fields the handler gets (in place of
+                ``form``), or raises to refuse the request (nothing consumed,
+                its exception reaches the caller).
 
         Raises:
             TokenError: rejected, revoked, or already used.
@@ -365,7 +370,20 @@ class ActionRegistry:
         try:
             claims = await self._verify_with_state(token, action, state)
             declared = self.get(claims.action)
-            use = await self._take(declared, claims)
+            if admit is not None:
+                form = admit(claims)
+            if not self._dispatches(declared):
+                # Nothing to run: the use is final at once, consumed and
+                # stamped in one step that a cancellation cannot split.
+                token_id = claims.token_id
+                with anyio.CancelScope(shield=True):
+                    await self._take(declared, claims, held=False)
+                    await self._note(lambda j: j.used(token_id))
+                return Redemption(claims=claims, result=None)
+            # Shielded: once the consume ran, its answer must reach us, or a
+            # cancelled request would leave the link held with nothing done.
+            with anyio.CancelScope(shield=True):
+                use = await self._take(declared, claims, held=True)
         except TokenError as exc:
             await self._rejected(exc, claims)
             raise
@@ -412,12 +430,15 @@ class ActionRegistry:
             state = await declared.current_state(claims.subject)
         return self.verify(token, action=claims.action, state=state)
 
-    async def _take(self, action: Action, claims: ActionClaims) -> _Use | None:
+    async def _take(
+        self, action: Action, claims: ActionClaims, *, held: bool
+    ) -> _Use | None:
         """Consume a one-time link, unless it or its subject's links are revoked.
 
-        Under a hold while something is dispatched (so that a crash mid-handler
+        ``held`` while something is dispatched (so that a crash mid-handler
         leaves the link usable once the hold lapses); final at once when the
         action dispatches nothing. ``None``: a multi-use link, nothing taken.
+        The caller shields it from cancellation.
         """
         issue = Issue(
             subject=claims.subject, action=claims.action, issued_at=claims.issued_at
@@ -432,16 +453,13 @@ class ActionRegistry:
             if entry is not None and entry.state == "revoked":
                 self._raise_for_entry(claims, entry.state, entry.at)
             return None
-        hold = self._new_hold() if self._dispatches(action) else None
-        # Shielded: once the statement ran, its answer must reach us, or a
-        # cancelled request would leave the link held with nothing done.
-        with anyio.CancelScope(shield=True):
-            took = await self._ledger.consume(
-                claims.token_id,
-                expires_at=claims.expires_at + RETENTION,
-                hold=hold,
-                issue=issue,
-            )
+        hold = self._new_hold() if held else None
+        took = await self._ledger.consume(
+            claims.token_id,
+            expires_at=claims.expires_at + RETENTION,
+            hold=hold,
+            issue=issue,
+        )
         if not took:
             entry = await self._ledger.lookup(claims.token_id)
             if entry is None:  # its subject's revocation, or a use released since

@@ -52,6 +52,7 @@ from actionlinks.errors import (
 from actionlinks.registry import ExpiredLink
 from actionlinks.service import Service
 from actionlinks.settings import Settings
+from actionlinks.web.admission import FormAdmission
 from actionlinks.web.api import ApiEndpoints, api_error
 from actionlinks.web.api_mail import MailRoutes
 from actionlinks.web.api_webhooks import WebhookRoutes
@@ -59,7 +60,7 @@ from actionlinks.web.forms import read_form
 from actionlinks.web.metrics import Metrics, TimingMiddleware
 from actionlinks.web.nonces import FormNonces, form_keys
 from actionlinks.web.openapi import openapi_document
-from actionlinks.web.pages import PageRenderer, check_form, text_for
+from actionlinks.web.pages import PageRenderer, text_for
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Mapping
@@ -75,7 +76,6 @@ _log = logging.getLogger("actionlinks")
 
 FORM_NONCE_MAX_AGE = timedelta(hours=1)
 RENEWAL_OFFER_MAX_AGE = timedelta(days=1)
-ONE_CLICK = ("List-Unsubscribe", "One-Click")
 
 TOKEN_PAGE_HEADERS = {
     "Referrer-Policy": "no-referrer",
@@ -385,42 +385,42 @@ class LinkSite:
         return PageResponse(html, status_code=status)
 
     async def confirm(self, request: Request) -> Response:
-        """POST: verify the form, consume atomically, dispatch, show the outcome."""
+        """POST: verify the link, admit the form, consume atomically, dispatch."""
         token = request.path_params["token"]
         registry = self.service.registry
-        form = await read_form(request)
+        admission = FormAdmission(
+            await read_form(request),
+            action=registry.get,
+            is_valid_nonce=self.signers.nonces.is_valid,
+        )
         try:
-            # Used and revoked links answer as on GET, before the form is
-            # looked at: the answer never tells a forged link from a dead one.
-            claims = await registry.check(token, ignore_state=True)
+            redemption = await registry.redeem(token, admit=admission)
+        except RequestError:
+            # Used and revoked links answer as on GET, before the form's fault:
+            # the answer never tells a forged link from a dead one.
+            await self._check_alive(token)
+            if admission.claims is None or admission.problem is None:
+                raise
+            return self._confirm_page(
+                request, token, admission.claims, status=422, problem=admission.problem
+            )
+        claims = redemption.claims
+        action = registry.get(claims.action)
+        self.metrics.count("actionlinks_links_used_total", "action", action.name)
+        if action.redirect is not None and not admission.one_click:
+            return RedirectResponse(  # RFC 8058: one click is never redirected
+                action.redirect, status_code=303, headers=TOKEN_PAGE_HEADERS
+            )
+        return self._done(request, action, claims)
+
+    async def _check_alive(self, token: str) -> None:
+        """Raise the rejection of a used, revoked or forged link; record it."""
+        registry = self.service.registry
+        try:
+            await registry.check(token, ignore_state=True)
         except TokenError as exc:
             await registry.record_rejection(exc)
             raise
-        action = registry.get(claims.action)
-        if action.one_click and form.get(ONE_CLICK[0]) == ONE_CLICK[1]:
-            return await self._one_click(request, token, action)
-        if not self._is_valid_nonce(form.get("nonce", ""), claims.token_id):
-            raise RequestError("no valid form nonce", status=403, code="invalid_form")
-        checked = check_form(text_for(action.name), form)
-        if isinstance(checked, str):
-            return self._confirm_page(
-                request, token, claims, status=422, problem=checked
-            )
-        redemption = await registry.redeem(token, action=action.name, form=checked)
-        self.metrics.count("actionlinks_links_used_total", "action", action.name)
-        if action.redirect is not None:
-            return RedirectResponse(
-                action.redirect, status_code=303, headers=TOKEN_PAGE_HEADERS
-            )
-        return self._done(request, action, redemption.claims)
-
-    async def _one_click(
-        self, request: Request, token: str, action: Action
-    ) -> Response:
-        """RFC 8058: redeem without a form; idempotent; never a redirect."""
-        redemption = await self.service.registry.redeem(token, action=action.name)
-        self.metrics.count("actionlinks_links_used_total", "action", action.name)
-        return self._done(request, action, redemption.claims)
 
     def _done(self, request: Request, action: Action, claims: ActionClaims) -> Response:
         if wants_json(request):
@@ -441,9 +441,6 @@ class LinkSite:
     def nonce_for(self, token_id: str) -> str:
         """The confirm form's nonce for the link ``token_id`` (one hour)."""
         return self.signers.nonces.sign(token_id)
-
-    def _is_valid_nonce(self, nonce: str, token_id: str) -> bool:
-        return self.signers.nonces.is_valid(nonce, token_id)
 
     # --- renewal of expired links ----------------------------------------------
 

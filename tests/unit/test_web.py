@@ -78,6 +78,32 @@ async def test_get_and_head_never_consume_and_post_then_succeeds(service, client
     assert "already used on" in again.text
 
 
+async def test_a_confirmation_post_verifies_once_and_reads_no_state_first(
+    service, client, monkeypatch
+):
+    """The consume itself answers used or revoked: no status read before it."""
+    link = await mint(service)
+    nonce = nonce_of(client.get(path(link)))
+    verified, read = [], []
+    issuer = service.registry.issuer
+    verify, standing = issuer.verify, service.ledger.standing
+
+    def counted_verify(*args, **kwargs):
+        verified.append(args[0])
+        return verify(*args, **kwargs)
+
+    async def counted_standing(*args, **kwargs):
+        read.append(args[0])
+        return await standing(*args, **kwargs)
+
+    monkeypatch.setattr(type(issuer), "verify", staticmethod(counted_verify))
+    ledger_type = type(service.ledger)
+    monkeypatch.setattr(ledger_type, "standing", staticmethod(counted_standing))
+    assert client.post(path(link), data={"nonce": nonce}).status_code == 200
+    assert (len(verified), read) == (1, [])
+    assert await used(service, link) is not None
+
+
 async def test_confirm_page_has_a_form_posting_back_with_a_nonce(service, client):
     """The page posts to the same path and carries the signed nonce."""
     link = await mint(service)
