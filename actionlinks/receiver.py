@@ -41,11 +41,8 @@ if TYPE_CHECKING:
 
     from starlette.types import Receive, Scope, Send
 
-    from actionlinks.webhooks.receiving import (
-        ReceivedWebhook,
-        ReplayGuard,
-        WebhookVerifier,
-    )
+    from actionlinks.webhooks.received import ReceivedWebhook
+    from actionlinks.webhooks.receiving import ReplayGuard, WebhookVerifier
 
     WebhookHandler = Callable[[ReceivedWebhook, Request], Awaitable[Response | None]]
 

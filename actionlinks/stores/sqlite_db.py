@@ -5,9 +5,7 @@ of this process is under way and no other process holds the write lock, it
 runs as one ``BEGIN IMMEDIATE`` transaction on a connection that never waits
 (busy timeout 0). Otherwise (SQLite answers busy) nothing of it was done, and
 it runs again in a worker thread on a connection that waits up to 15 s, behind
-the one lock that orders this process's writes. One-statement writes issued
-in the same turn of the event loop commit together, as one transaction (see
-:mod:`~actionlinks.stores.sqlite_group`). A worker-thread round trip
+the one lock that orders this process's writes. A worker-thread round trip
 costs about ten times a small write, so the event loop is held for tens of
 microseconds, never for a lock. Scans and sweeps always run in the thread.
 Reads run inline on a third, read-only connection: in WAL mode a reader never
@@ -20,7 +18,6 @@ The file is created with mode 0600: it holds who was sent which link.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import os
 import sqlite3
@@ -30,17 +27,9 @@ from typing import TYPE_CHECKING, Any, TypeVar, cast
 import anyio.to_thread
 
 from actionlinks.errors import LedgerUnavailableError, ServiceClosedError
-from actionlinks.stores.sqlite_group import (
-    GROUP_LIMIT,
-    Outcome,
-    Pending,
-    apply,
-    is_busy,
-    together,
-)
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Coroutine, Iterator, Sequence
+    from collections.abc import Callable, Iterator, Sequence
     from pathlib import Path
 
 T = TypeVar("T")
@@ -66,6 +55,11 @@ def statements(script: str) -> Iterator[str]:
         yield pending.strip()
 
 
+def _is_busy(exc: sqlite3.OperationalError) -> bool:
+    """Whether another connection holds the write lock (nothing was done)."""
+    return exc.sqlite_errorcode & 0xFF == sqlite3.SQLITE_BUSY
+
+
 def _check_version(found: int, known: int) -> None:
     if found > known:
         raise LedgerUnavailableError(
@@ -81,17 +75,7 @@ class SqliteDatabase:
         path: the database file (created, mode 0600, if absent).
     """
 
-    __slots__ = (
-        "_commits",
-        "_group",
-        "_group_loop",
-        "_lock",
-        "_path",
-        "_quick",
-        "_reader",
-        "_tasks",
-        "_writer",
-    )
+    __slots__ = ("_commits", "_lock", "_path", "_quick", "_reader", "_writer")
 
     def __init__(self, path: Path) -> None:
         """Remember the file; nothing is opened yet."""
@@ -101,9 +85,6 @@ class SqliteDatabase:
         self._quick: sqlite3.Connection | None = None
         self._commits = 0  # inline commits since the last checkpoint
         self._reader: sqlite3.Connection | None = None
-        self._group: list[Pending] = []  # statements waiting for this loop turn
-        self._group_loop: asyncio.AbstractEventLoop | None = None
-        self._tasks: set[asyncio.Task[None]] = set()  # groups in the thread
 
     def __repr__(self) -> str:
         """Name the file."""
@@ -278,81 +259,18 @@ class SqliteDatabase:
     async def execute(self, sql: str, parameters: tuple[Any, ...] = ()) -> int:
         """Run one statement; the number of rows it changed.
 
-        It commits with the other statements issued in this turn of the event
-        loop (see :mod:`~actionlinks.stores.sqlite_group`), inline when the
-        lock is free, else in the thread; its answer comes once it committed.
-        Cancelled before its group started, it does not run; once started, it
-        runs to the end unheard: shield the call when its answer matters (a
-        consume is shielded).
-
-        Raises:
-            LedgerUnavailableError: SQLite failed.
-            ServiceClosedError: the database is not open.
+        One statement is atomic by itself: inline it runs in autocommit mode,
+        and a busy answer leaves nothing done.
         """
-        if self._quick is None:
-            raise self._closed()
-        loop = asyncio.get_running_loop()
-        if self._group_loop is not loop:  # a new loop: nothing pending survives
-            self._group, self._group_loop = [], loop
-        pending = Pending(sql, parameters, loop.create_future())
-        self._group.append(pending)
-        if len(self._group) == 1:
-            loop.call_soon(self._commit_group)
-        return await pending.answer
 
-    def _commit_group(self) -> None:
-        """Commit the statements pending now, inline if the lock is free."""
-        taken, self._group = self._group[:GROUP_LIMIT], self._group[GROUP_LIMIT:]
-        if self._group:
-            asyncio.get_running_loop().call_soon(self._commit_group)
-        group = [pending for pending in taken if not pending.answer.cancelled()]
-        quick = self._quick
-        if not group:
-            return
-        if quick is None:
-            _settle_all(group, self._closed())
-            return
-        if not self._lock.acquire(blocking=False):
-            self._spawn(self._commit_in_thread(group))
-            return
-        try:
-            changed = together(quick, group)
-        except Exception:  # noqa: BLE001 - busy, or a bad statement: see the thread
-            self._spawn(self._commit_in_thread(group))
-            return
-        finally:
-            self._lock.release()
-        self._commits += 1
-        for pending, count in zip(group, changed, strict=True):
-            if not pending.answer.done():
-                pending.answer.set_result(count)
-        if self._commits >= CHECKPOINT_EVERY:
-            self._spawn(self._checkpoint_if_due())
+        def statement(connection: sqlite3.Connection) -> int:
+            return connection.execute(sql, parameters).rowcount
 
-    async def _commit_in_thread(self, group: list[Pending]) -> None:
-        def locked() -> list[Outcome]:
-            with self._lock:
-                if self._writer is None:
-                    raise self._closed()
-                return apply(self._writer, group)
-
-        try:
-            outcomes = await anyio.to_thread.run_sync(locked)
-        except ServiceClosedError as exc:
-            _settle_all(group, exc)
-        except Exception as exc:  # noqa: BLE001 - every caller hears of it
-            _settle(group, [exc] * len(group))
-        except BaseException as exc:
-            stopped = LedgerUnavailableError(f"the write was stopped: {exc!r}")
-            _settle_all(group, stopped)
-            raise
-        else:
-            _settle(group, outcomes)
-
-    def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
-        task = asyncio.get_running_loop().create_task(work)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        done, changed = self._inline(statement, atomic=False)
+        if done:
+            await self._checkpoint_if_due()
+            return cast("int", changed)
+        return await self.run(statement, inline=False)
 
     def _inline(
         self, work: Callable[[sqlite3.Connection], T], *, atomic: bool
@@ -381,7 +299,7 @@ class SqliteDatabase:
                             quick.execute("ROLLBACK")
                         raise
             except sqlite3.OperationalError as exc:
-                if is_busy(exc):
+                if _is_busy(exc):
                     return False, None  # another process writes: nothing done
                 raise LedgerUnavailableError(f"the database failed: {exc}") from exc
             except sqlite3.Error as exc:
@@ -478,24 +396,3 @@ class SqliteDatabase:
         except sqlite3.Error as exc:
             raise LedgerUnavailableError(f"the database failed: {exc}") from exc
         return rows
-
-
-def _settle(group: Sequence[Pending], outcomes: Sequence[Outcome]) -> None:
-    """Give each statement's caller its answer."""
-    for pending, outcome in zip(group, outcomes, strict=True):
-        if pending.answer.done():
-            continue
-        if isinstance(outcome, sqlite3.Error):
-            failed = LedgerUnavailableError(f"the database failed: {outcome}")
-            failed.__cause__ = outcome
-            pending.answer.set_exception(failed)
-        elif isinstance(outcome, Exception):  # a bad parameter: the caller's bug
-            pending.answer.set_exception(outcome)
-        else:
-            pending.answer.set_result(outcome)
-
-
-def _settle_all(group: Sequence[Pending], exc: BaseException) -> None:
-    for pending in group:
-        if not pending.answer.done():
-            pending.answer.set_exception(exc)

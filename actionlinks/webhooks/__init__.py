@@ -21,10 +21,10 @@ from actionlinks.webhooks.jwt import (
     mint_webhook_jwt,
     verify_webhook_jwt,
 )
+from actionlinks.webhooks.received import ReceivedWebhook
 from actionlinks.webhooks.receiving import (
     LedgerReplayGuard,
     MemoryReplayGuard,
-    ReceivedWebhook,
     ReplayGuard,
     WebhookVerifier,
 )

@@ -20,8 +20,8 @@ import binascii
 import hmac
 import secrets
 from collections import OrderedDict
-from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Literal, Protocol, TypeAlias
 
 from cryptography.exceptions import InvalidSignature
@@ -31,6 +31,7 @@ from actionlinks.errors import ConfigurationError, WebhookVerificationError
 from actionlinks.keys import PublicKeySet
 from actionlinks.ledger import Hold
 from actionlinks.webhooks.jwt import verify_webhook_jwt
+from actionlinks.webhooks.received import ReceivedWebhook, Scheme
 from actionlinks.webhooks.signing import (
     V1Key,
     public_key,
@@ -46,22 +47,11 @@ if TYPE_CHECKING:
     from actionlinks.clock import Clock
     from actionlinks.ledger import Ledger
 
-Scheme: TypeAlias = Literal["v1", "v1a", "jwt"]
 DEFAULT_TOLERANCE = timedelta(minutes=5)
 MAX_SIGNATURE_HEADER = 8192
 MAX_V1A_ENTRIES = 4
 """Ed25519 entries checked per message, at most (rotation needs two or three)."""
 _PREFIXES = ("webhook-", "svix-")
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class ReceivedWebhook:
-    """An authentic webhook: its id, when it was sent, and how it was signed."""
-
-    message_id: str
-    timestamp: datetime
-    scheme: Scheme
-    body: bytes = field(repr=False)  # may hold what people typed (a password)
 
 
 def _refused(message: str, reason: str) -> WebhookVerificationError:
@@ -87,6 +77,19 @@ def _signature_headers(
                     source.get(prefix + "signature"),
                 )
     return None, None, None
+
+
+def _well_formed(
+    message_id: str | None, stamp: str | None, signature: str | None
+) -> tuple[str, int, str]:
+    """The three headers, present and within bounds; the timestamp as seconds."""
+    if not (message_id and stamp and signature):
+        raise _refused("missing signature headers", "missing_headers")
+    if len(signature) > MAX_SIGNATURE_HEADER or len(message_id) > 256:
+        raise _refused("oversized signature headers", "malformed")
+    if not (stamp.isascii() and stamp.isdigit() and len(stamp) <= 12):
+        raise _refused("the timestamp is not integer seconds", "malformed")
+    return message_id, int(stamp), signature
 
 
 class WebhookVerifier:
@@ -201,14 +204,7 @@ class WebhookVerifier:
     def _verify_signatures(
         self, found: tuple[str | None, str | None, str | None], body: bytes
     ) -> ReceivedWebhook:
-        message_id, stamp, signature = found
-        if not (message_id and stamp and signature):
-            raise _refused("missing signature headers", "missing_headers")
-        if len(signature) > MAX_SIGNATURE_HEADER or len(message_id) > 256:
-            raise _refused("oversized signature headers", "malformed")
-        if not (stamp.isascii() and stamp.isdigit() and len(stamp) <= 12):
-            raise _refused("the timestamp is not integer seconds", "malformed")
-        timestamp = int(stamp)
+        message_id, timestamp, signature = _well_formed(*found)
         self._check_time(timestamp)
         try:
             content = signed_content(
@@ -217,6 +213,10 @@ class WebhookVerifier:
         except UnicodeEncodeError as exc:  # a lone surrogate: not text at all
             raise _refused("the message id is not text", "malformed") from exc
         expected = [key.sign_content(content) for key in self._secrets]
+        if signature.isascii() and " " not in signature:  # the usual: one entry
+            for text in expected:
+                if hmac.compare_digest(signature, text):
+                    return ReceivedWebhook.signed_at(message_id, timestamp, "v1", body)
         asymmetric = 0
         # Each distinct entry once, and only a few Ed25519 checks: a header full
         # of v1a entries must not buy a stranger seconds of CPU.
@@ -227,12 +227,7 @@ class WebhookVerifier:
                     continue
             scheme = self._matches(entry, content, expected)
             if scheme is not None:
-                return ReceivedWebhook(
-                    message_id=message_id,
-                    timestamp=datetime.fromtimestamp(timestamp, UTC),
-                    scheme=scheme,
-                    body=body,
-                )
+                return ReceivedWebhook.signed_at(message_id, timestamp, scheme, body)
         raise _refused("no signature matches", "no_valid_signature")
 
     def _matches(

@@ -24,6 +24,7 @@ from actionlinks.errors import ConfigurationError, WebhookVerificationError
 from actionlinks.keys import KeyRing, PublicKeySet
 from actionlinks.testing import FrozenClock
 from actionlinks.webhooks import (
+    ReceivedWebhook,
     WebhookVerifier,
     generate_secret,
     generate_signing_key,
@@ -79,6 +80,23 @@ def test_v1_matches_the_specification_example():
         SPEC_BODY,
     )
     assert (received.message_id, received.scheme) == (SPEC_ID, "v1")
+
+
+def test_a_verified_webhook_carries_its_id_time_scheme_and_exact_body():
+    """One entry or several, the first secret or the second: the same webhook."""
+    old, new = generate_secret(), generate_secret()
+    ours = verifier(secrets=[old, new])
+    expected = ReceivedWebhook(
+        message_id="msg_1", timestamp=NOW, scheme="v1", body=BODY
+    )
+    for signed_with in ([old], [new], [new, old]):
+        received = ours.verify(headers_for(signed_with), BODY)
+        assert received == expected
+        assert hash(received) == hash(expected)
+        assert received.timestamp == NOW
+        assert received.timestamp.tzinfo is UTC
+        assert received.body == BODY
+    assert "body" not in repr(received)
 
 
 @pytest.mark.parametrize("library", [Webhook, svix.Webhook])
