@@ -40,6 +40,7 @@ from actionlinks.errors import (
     WebhookError,
 )
 from actionlinks.ledger import ALL_ACTIONS, Hold, Issue
+from actionlinks.settle import Settler
 from actionlinks.tokens import MAX_SUBJECT_LENGTH, check_text
 
 if TYPE_CHECKING:
@@ -132,6 +133,7 @@ class ActionRegistry:
         "_journal",
         "_ledger",
         "_purposes",
+        "_settler",
     )
 
     def __init__(  # noqa: PLR0913 - all keyword-only collaborators
@@ -154,6 +156,7 @@ class ActionRegistry:
         self._dispatcher: Dispatcher = dispatcher or HandlerDispatcher()
         self._actions: dict[str, Action] = {}
         self._purposes: dict[str, Purpose] = {}
+        self._settler = Settler()
         for action in actions:
             self.declare(action)
 
@@ -180,6 +183,14 @@ class ActionRegistry:
     def dispatcher(self) -> Dispatcher:
         """What delivers uses and renewals."""
         return self._dispatcher
+
+    async def settled(self) -> None:
+        """Wait for the writes of cancelled calls to end (before closing stores).
+
+        A use or revocation whose caller was cancelled by asyncio (not anyio)
+        finishes its writes in a task of its own.
+        """
+        await self._settler.wait()
 
     def declare(self, action: Action) -> None:
         """Declare ``action``, replacing one of the same name."""
@@ -249,7 +260,7 @@ class ActionRegistry:
             algorithm=algorithm,
         )
         if action.revokes_previous:
-            await self._revoke_earlier(action, minted.claims)
+            await self._settler.run(self._revoke_earlier(action, minted.claims))
         await self._note(lambda j: j.issued(minted.claims))
         return Link(
             url=self.link_url(minted.token), token=minted.token, claims=minted.claims
@@ -375,15 +386,14 @@ class ActionRegistry:
             if not self._dispatches(declared):
                 # Nothing to run: the use is final at once, consumed and
                 # stamped in one step that a cancellation cannot split.
-                token_id = claims.token_id
-                with anyio.CancelScope(shield=True):
-                    await self._take(declared, claims, held=False)
-                    await self._note(lambda j: j.used(token_id))
+                await self._settler.run(self._use_up(declared, claims))
                 return Redemption(claims=claims, result=None)
-            # Shielded: once the consume ran, its answer must reach us, or a
+            # Settled: once the consume ran, its answer must reach us, or a
             # cancelled request would leave the link held with nothing done.
-            with anyio.CancelScope(shield=True):
-                use = await self._take(declared, claims, held=True)
+            use = await self._settler.run(
+                self._take(declared, claims, held=True),
+                abandoned=lambda taken: self._undo(claims, taken),
+            )
         except TokenError as exc:
             await self._rejected(exc, claims)
             raise
@@ -414,10 +424,18 @@ class ActionRegistry:
                     f"the {declared.name} handler failed", released=released
                 ) from exc
             raise
-        with anyio.CancelScope(shield=True):
-            await self._confirm(claims.token_id, holder)
-            await self._note(lambda j: j.used(claims.token_id))
+        await self._settler.run(self._used(claims.token_id, holder))
         return Redemption(claims=claims, result=result)
+
+    async def _use_up(self, action: Action, claims: ActionClaims) -> None:
+        """Consume a link whose use runs nothing, and stamp it used."""
+        await self._take(action, claims, held=False)
+        await self._note(lambda j: j.used(claims.token_id))
+
+    async def _used(self, token_id: str, holder: str | None) -> None:
+        """Make a held use final and stamp it used."""
+        await self._confirm(token_id, holder)
+        await self._note(lambda j: j.used(token_id))
 
     async def _verify_with_state(
         self, token: str | bytes, action: str | None, state: str | bytes | None
@@ -547,19 +565,21 @@ class ActionRegistry:
         """Release a one-time use after a failed dispatch; whether it worked."""
         if use is None:
             return True
-        with anyio.CancelScope(shield=True):
-            try:
-                await self._ledger.release(claims.token_id, holder=use.holder)
-            except LedgerUnavailableError as exc:
-                _log.error(
-                    "could not release link %s after its handler failed; it "
-                    "works again after %s: %s",
-                    claims.token_id,
-                    HOLD_FOR,
-                    exc,
-                )
-                return False
-            await self._note(lambda j: j.released(claims.token_id))
+        return await self._settler.run(self._release(claims.token_id, use.holder))
+
+    async def _release(self, token_id: str, holder: str | None) -> bool:
+        try:
+            await self._ledger.release(token_id, holder=holder)
+        except LedgerUnavailableError as exc:
+            _log.error(
+                "could not release link %s after its handler failed; it "
+                "works again after %s: %s",
+                token_id,
+                HOLD_FOR,
+                exc,
+            )
+            return False
+        await self._note(lambda j: j.released(token_id))
         return True
 
     @staticmethod
@@ -641,10 +661,12 @@ class ActionRegistry:
         renewer = await self._check_renewable(expired)
         action = self.get(expired.action)
         marker, hold = _renewal_key(expired.token_id), self._new_hold()
-        with anyio.CancelScope(shield=True):
-            taken = await self._ledger.consume(
+        taken = await self._settler.run(
+            self._ledger.consume(
                 marker, expires_at=expired.expired_at + RETENTION, hold=hold
-            )
+            ),
+            abandoned=lambda _: self._undo_renewal(marker, hold),
+        )
         if not taken:
             raise NotRenewableError("the link was renewed already")
         try:
@@ -652,8 +674,7 @@ class ActionRegistry:
             await self._holding(marker, hold.holder, renewer, link)
         except BaseException as exc:
             # The undelivered link is left alone: a late answer may have sent it.
-            with anyio.CancelScope(shield=True):
-                await self._undo_renewal(marker, hold)
+            await self._settler.run(self._undo_renewal(marker, hold))
             if isinstance(exc, Exception):
                 _log.warning(
                     "could not deliver a renewed %s link: %s",
@@ -665,11 +686,16 @@ class ActionRegistry:
                     f"delivering a new {expired.action} link failed"
                 ) from exc
             raise
-        with anyio.CancelScope(shield=True):
-            await self._confirm(marker, hold.holder)
-            if action.revokes_previous:
-                await self._revoke_earlier(action, link.claims)
+        await self._settler.run(self._renewed(marker, hold.holder, action, link))
         return link
+
+    async def _renewed(
+        self, marker: str, holder: str, action: Action, link: Link
+    ) -> None:
+        """Make a renewal final; the links it replaces stop working."""
+        await self._confirm(marker, holder)
+        if action.revokes_previous:
+            await self._revoke_earlier(action, link.claims)
 
     async def _mint_renewal(self, action: Action, expired: ExpiredLink) -> Link:
         state = None
@@ -737,6 +763,9 @@ class ActionRegistry:
         if ":" in token_id:
             raise InvalidArgumentError("not a link's token id", field="jti")
         until = self._clock.now() + self._longest_life(None) + RETENTION
+        await self._settler.run(self._revoke(token_id, until))
+
+    async def _revoke(self, token_id: str, until: datetime) -> None:
         await self._ledger.revoke(token_id, expires_at=until)
         await self._note(lambda j: j.revoked(token_id))
 
@@ -751,14 +780,23 @@ class ActionRegistry:
         """
         check_text(subject, "the subject", field="sub", limit=MAX_SUBJECT_LENGTH)
         now = self._clock.now()
+        await self._settler.run(
+            self._revoke_subject(
+                subject, action, before=now, until=now + self._longest_life(action)
+            )
+        )
+
+    async def _revoke_subject(
+        self, subject: str, action: str | None, *, before: datetime, until: datetime
+    ) -> None:
         await self._ledger.revoke_subject(
             subject,
             action=ALL_ACTIONS if action is None else action,
-            before=now,
-            until=now + self._longest_life(action) + RETENTION,
+            before=before,
+            until=until + RETENTION,
         )
         await self._note(
-            lambda j: j.revoked_subject(subject, action=action, before=now)
+            lambda j: j.revoked_subject(subject, action=action, before=before)
         )
 
 

@@ -348,6 +348,8 @@ class Service:
         try:
             await self.store.connect()
             stack.push_async_callback(self._close_store)
+            # Before the store closes: writes of cancelled calls end first.
+            stack.push_async_callback(self.registry.settled)
             await self.store.migrate()
             self._http = self._given_client or await stack.enter_async_context(
                 self._new_client()

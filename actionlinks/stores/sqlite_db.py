@@ -5,7 +5,9 @@ of this process is under way and no other process holds the write lock, it
 runs as one ``BEGIN IMMEDIATE`` transaction on a connection that never waits
 (busy timeout 0). Otherwise (SQLite answers busy) nothing of it was done, and
 it runs again in a worker thread on a connection that waits up to 15 s, behind
-the one lock that orders this process's writes. A worker-thread round trip
+the one lock that orders this process's writes. One-statement writes issued
+in the same turn of an event loop commit together, as one transaction (see
+:mod:`~actionlinks.stores.sqlite_group`). A worker-thread round trip
 costs about ten times a small write, so the event loop is held for tens of
 microseconds, never for a lock. Scans and sweeps always run in the thread.
 Reads run inline on a third, read-only connection: in WAL mode a reader never
@@ -18,6 +20,7 @@ The file is created with mode 0600: it holds who was sent which link.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import sqlite3
@@ -27,9 +30,17 @@ from typing import TYPE_CHECKING, Any, TypeVar, cast
 import anyio.to_thread
 
 from actionlinks.errors import LedgerUnavailableError, ServiceClosedError
+from actionlinks.stores.sqlite_group import (
+    GROUP_LIMIT,
+    Outcome,
+    Pending,
+    apply,
+    is_busy,
+    together,
+)
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterator, Sequence
+    from collections.abc import Callable, Coroutine, Iterator, Sequence
     from pathlib import Path
 
 T = TypeVar("T")
@@ -55,11 +66,6 @@ def statements(script: str) -> Iterator[str]:
         yield pending.strip()
 
 
-def _is_busy(exc: sqlite3.OperationalError) -> bool:
-    """Whether another connection holds the write lock (nothing was done)."""
-    return exc.sqlite_errorcode & 0xFF == sqlite3.SQLITE_BUSY
-
-
 def _check_version(found: int, known: int) -> None:
     if found > known:
         raise LedgerUnavailableError(
@@ -75,7 +81,16 @@ class SqliteDatabase:
         path: the database file (created, mode 0600, if absent).
     """
 
-    __slots__ = ("_commits", "_lock", "_path", "_quick", "_reader", "_writer")
+    __slots__ = (
+        "_commits",
+        "_groups",
+        "_lock",
+        "_path",
+        "_quick",
+        "_reader",
+        "_tasks",
+        "_writer",
+    )
 
     def __init__(self, path: Path) -> None:
         """Remember the file; nothing is opened yet."""
@@ -85,6 +100,10 @@ class SqliteDatabase:
         self._quick: sqlite3.Connection | None = None
         self._commits = 0  # inline commits since the last checkpoint
         self._reader: sqlite3.Connection | None = None
+        # Statements waiting for the end of this turn, per event loop: each
+        # loop commits its own (a service may be used from several threads).
+        self._groups: dict[asyncio.AbstractEventLoop, list[Pending]] = {}
+        self._tasks: set[asyncio.Task[None]] = set()  # groups in the thread
 
     def __repr__(self) -> str:
         """Name the file."""
@@ -259,18 +278,89 @@ class SqliteDatabase:
     async def execute(self, sql: str, parameters: tuple[Any, ...] = ()) -> int:
         """Run one statement; the number of rows it changed.
 
-        One statement is atomic by itself: inline it runs in autocommit mode,
-        and a busy answer leaves nothing done.
+        It commits with the other statements issued in this turn of the event
+        loop (see :mod:`~actionlinks.stores.sqlite_group`), inline when the
+        lock is free, else in the thread; its answer comes once it committed.
+        Cancelled before its group started, it does not run; once started, it
+        runs to the end unheard: a caller whose writes must not be split runs
+        them where no cancellation reaches (see :mod:`actionlinks.settle`).
+
+        Raises:
+            LedgerUnavailableError: SQLite failed.
+            ServiceClosedError: the database is not open.
         """
+        if self._quick is None:
+            raise self._closed()
+        loop = asyncio.get_running_loop()
+        pending = Pending(sql, parameters, loop.create_future())
+        group = self._groups.get(loop)
+        if group is None:
+            self._groups[loop] = [pending]
+            loop.call_soon(self._commit_group, loop)
+        else:
+            group.append(pending)
+        return await pending.answer
 
-        def statement(connection: sqlite3.Connection) -> int:
-            return connection.execute(sql, parameters).rowcount
+    def _commit_group(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Commit ``loop``'s pending statements, inline if the lock is free."""
+        waiting = self._groups.pop(loop, [])
+        if len(waiting) > GROUP_LIMIT:  # the rest start the next group
+            self._groups[loop] = waiting[GROUP_LIMIT:]
+            loop.call_soon(self._commit_group, loop)
+        group = [p for p in waiting[:GROUP_LIMIT] if not p.answer.cancelled()]
+        quick = self._quick
+        if not group:
+            return
+        if quick is None:
+            _settle_all(group, self._closed())
+            return
+        if not self._lock.acquire(blocking=False):
+            self._spawn(loop, self._commit_in_thread(group))
+            return
+        try:
+            changed = together(quick, group)
+        except Exception:  # noqa: BLE001 - busy, or a bad statement: see the thread
+            self._spawn(loop, self._commit_in_thread(group))
+            return
+        finally:
+            self._lock.release()
+        self._commits += 1
+        for pending, count in zip(group, changed, strict=True):
+            if not pending.answer.done():
+                pending.answer.set_result(count)
+        if self._commits >= CHECKPOINT_EVERY:
+            self._spawn(loop, self._checkpoint_if_due())
 
-        done, changed = self._inline(statement, atomic=False)
-        if done:
-            await self._checkpoint_if_due()
-            return cast("int", changed)
-        return await self.run(statement, inline=False)
+    async def _commit_in_thread(self, group: list[Pending]) -> None:
+        """Commit ``group`` in the thread, each statement alone if together fails."""
+
+        def locked() -> list[Outcome]:
+            with self._lock:
+                if self._writer is None:
+                    raise self._closed()
+                return apply(self._writer, group)
+
+        try:
+            outcomes = await anyio.to_thread.run_sync(locked)
+        except ServiceClosedError as exc:
+            _settle_all(group, exc)
+        except Exception as exc:  # noqa: BLE001 - every caller hears of it
+            _settle(group, [exc] * len(group))
+        except BaseException:
+            # The loop is shutting down; the thread may still commit, so no
+            # caller is told that nothing was done: their answers are lost.
+            for pending in group:
+                pending.answer.cancel()
+            raise
+        else:
+            _settle(group, outcomes)
+
+    def _spawn(
+        self, loop: asyncio.AbstractEventLoop, work: Coroutine[Any, Any, None]
+    ) -> None:
+        task = loop.create_task(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     def _inline(
         self, work: Callable[[sqlite3.Connection], T], *, atomic: bool
@@ -299,7 +389,7 @@ class SqliteDatabase:
                             quick.execute("ROLLBACK")
                         raise
             except sqlite3.OperationalError as exc:
-                if _is_busy(exc):
+                if is_busy(exc):
                     return False, None  # another process writes: nothing done
                 raise LedgerUnavailableError(f"the database failed: {exc}") from exc
             except sqlite3.Error as exc:
@@ -396,3 +486,24 @@ class SqliteDatabase:
         except sqlite3.Error as exc:
             raise LedgerUnavailableError(f"the database failed: {exc}") from exc
         return rows
+
+
+def _settle(group: Sequence[Pending], outcomes: Sequence[Outcome]) -> None:
+    """Give each statement's caller its answer."""
+    for pending, outcome in zip(group, outcomes, strict=True):
+        if pending.answer.done():
+            continue
+        if isinstance(outcome, sqlite3.Error):
+            failed = LedgerUnavailableError(f"the database failed: {outcome}")
+            failed.__cause__ = outcome
+            pending.answer.set_exception(failed)
+        elif isinstance(outcome, Exception):  # a bad parameter: the caller's bug
+            pending.answer.set_exception(outcome)
+        else:
+            pending.answer.set_result(outcome)
+
+
+def _settle_all(group: Sequence[Pending], exc: BaseException) -> None:
+    for pending in group:
+        if not pending.answer.done():
+            pending.answer.set_exception(exc)

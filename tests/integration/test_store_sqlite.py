@@ -13,7 +13,7 @@ from contracts.links import LinkStoreContract
 from contracts.outbox import EndpointStoreContract, OutboxContract
 
 from actionlinks.errors import LedgerUnavailableError, ServiceClosedError
-from actionlinks.stores import SqliteStore, store_from_url
+from actionlinks.stores import SqliteStore
 from actionlinks.stores.sqlite import SCHEMA_STEPS
 
 pytestmark = pytest.mark.integration
@@ -22,13 +22,8 @@ TABLES = ("ledger_entries", "subject_revocations", "link_records")
 
 
 @pytest.fixture
-async def store(tmp_path, clock):
-    store = store_from_url(f"sqlite:///{tmp_path / 'store.db'}", clock=clock)
-    assert isinstance(store, SqliteStore)
-    await store.connect()
-    await store.migrate()
-    yield store
-    await store.aclose()
+def store(sqlite_store):
+    return sqlite_store
 
 
 def count_rows(path):
