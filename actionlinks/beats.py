@@ -6,7 +6,7 @@ import asyncio
 import logging
 from typing import TYPE_CHECKING, TypeVar
 
-import anyio
+from actionlinks.settle import cancel_again, wait_out
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
@@ -25,7 +25,10 @@ async def while_beating(
     beat only when one is due (and none is under way), so work that ends
     sooner costs no task at all. The work's own failure is raised as itself;
     the heartbeat stops with the work, however it ends, after letting a beat
-    under way finish; a beat that fails is logged, never raised.
+    under way finish; a beat that fails is logged, never raised. An asyncio
+    cancellation that comes while that beat finishes reaches the caller at its
+    next await: work that ended returns its result (a handler that ran is
+    never taken for one that did not).
     """
     loop = asyncio.get_running_loop()
     seconds = every.total_seconds()
@@ -54,8 +57,7 @@ async def while_beating(
     finally:
         if timer is not None:
             timer.cancel()
-        if beats:
-            # A beat under way finishes: its statement may be shielded in the
-            # store, and cancelling the task would cut it off halfway anyway.
-            with anyio.CancelScope(shield=True):
-                await asyncio.gather(*beats, return_exceptions=True)  # logged
+        # A beat under way finishes: its statement may be shielded in the
+        # store, and cancelling the task would cut it off halfway anyway.
+        if beats and await wait_out(beats) is not None:
+            cancel_again()

@@ -214,7 +214,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--connections", type=int, default=16)
-    parser.add_argument("--posts", type=int, default=3000)
+    parser.add_argument("--posts", type=int, default=6000)
     parser.add_argument(
         "--fast-stack", action="store_true", help="uvloop and httptools on both"
     )

@@ -83,3 +83,18 @@ def shows_a_token(text: str) -> bool:
     Not merely ``eyJ``: random ids (``msg_eyJ66k…``) contain it now and then.
     """
     return _COMPACT_JWS.search(text) is not None
+
+
+def expired_of(link: Any) -> Any:
+    """The :class:`~actionlinks.registry.ExpiredLink` a renewal of ``link`` asks."""
+    from actionlinks.registry import ExpiredLink
+
+    claims = link.claims
+    return ExpiredLink(
+        action=claims.action,
+        subject=claims.subject,
+        token_id=claims.token_id,
+        issued_at=claims.issued_at,
+        expired_at=claims.expires_at,
+        data=claims.data,
+    )

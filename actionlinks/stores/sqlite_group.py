@@ -69,13 +69,20 @@ def together(connection: sqlite3.Connection, group: Sequence[Pending]) -> list[i
 
 
 def apply(connection: sqlite3.Connection, group: Sequence[Pending]) -> list[Outcome]:
-    """Run ``group`` together, or, if that fails, each statement by itself.
+    """Run ``group`` together, or, if a statement fails, each statement by itself.
 
-    So one bad statement (or a bad parameter) fails only its own caller.
+    So one bad statement (or a bad parameter) fails only its own caller. A
+    lock that stayed busy fails them all at once: alone, each would wait as
+    long again.
+
+    Raises:
+        sqlite3.OperationalError: the write lock stayed busy.
     """
     try:
         return list(together(connection, group))
-    except Exception:  # noqa: BLE001 - each statement's own error goes to its caller
+    except Exception as exc:
+        if is_busy(exc):
+            raise
         return [_alone(connection, pending) for pending in group]
 
 

@@ -11,17 +11,24 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import secrets
+import sqlite3
+import threading
 from contextlib import AsyncExitStack
 from datetime import timedelta
 
 import anyio
 import pytest
 from pgserver import fresh_database
+from support import expired_of
 
+from actionlinks import registry as registry_module
 from actionlinks.actions import Action
 from actionlinks.clock import SystemClock
+from actionlinks.errors import ActionLinksError, TokenAlreadyUsedError
 from actionlinks.home import initialize
+from actionlinks.registry import ActionRegistry
 from actionlinks.service import Service
 from actionlinks.settings import Settings
 
@@ -195,3 +202,197 @@ async def test_a_subject_revocation_reaches_ledger_and_status_together(service, 
         lambda link: (revoke, link.claims.subject),
         outcome,
     )
+
+
+# --- found by a hostile audit: each failed before its fix --------------------
+
+BASE = "https://links.example.test"
+
+
+def other_process_writes(path, seconds: float) -> None:
+    """Hold the write lock of the SQLite file at ``path`` for ``seconds``."""
+    other = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    other.execute("BEGIN IMMEDIATE")
+    threading.Timer(seconds, lambda: other.execute("COMMIT")).start()
+
+
+@pytest.mark.parametrize("deadline", ["asyncio", "anyio"])
+async def test_a_shutdown_deadline_does_not_split_a_settled_use(tmp_path, deadline):
+    """A use cancelled while its consume waits for the lock, then a close under
+    a deadline shorter than the wait: the close waits for the use's writes
+    (it cancelled them, and the store closed under them)."""
+    settings = Settings.from_env({"ACTIONLINKS_HOME": str(tmp_path)})
+    initialize(settings, clock=SystemClock())
+    service = Service(settings, clock=SystemClock(), deliver=False)
+    await service.open()
+    warm = await service.registry.mint("email-confirm", subject="earlier")
+    await service.registry.redeem(warm.token)  # (the ledger's purge is done)
+    link = await service.registry.mint("email-confirm", subject="someone")
+    other_process_writes(next(tmp_path.rglob("*.db")), 0.3)
+    redeeming = asyncio.get_running_loop().create_task(
+        service.registry.redeem(link.token)
+    )
+    await asyncio.sleep(0.05)  # its consume waits in the worker thread
+    redeeming.cancel()  # the request timed out
+    with contextlib.suppress(asyncio.CancelledError):
+        await redeeming
+    if deadline == "asyncio":
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(service.aclose(), 0.05)
+    else:
+        with anyio.move_on_after(0.05):
+            await service.aclose()
+    async with service:
+        token_id = link.claims.token_id
+        entry = await service.ledger.lookup(token_id)
+        status = await service.links.status(token_id)
+    assert entry is not None
+    assert entry.state == "used"
+    assert status.state == "used"
+
+
+async def test_a_handler_that_ran_is_not_released_by_a_late_cancellation(
+    sqlite_store, issuer, clock, monkeypatch
+):
+    """asyncio cancels the request just after the handler returned, while the
+    hold's last heartbeat finishes: the use stands (it was released, and a
+    second click ran the handler again)."""
+    monkeypatch.setattr(registry_module, "HOLD_FOR", timedelta(seconds=0.3))
+    ledger = sqlite_store.ledger
+    beating = asyncio.Event()
+    real_extend = type(ledger).extend
+
+    async def slow_extend(self, token_id, *, hold):  # a store answering slowly
+        beating.set()
+        await asyncio.sleep(0.2)
+        return await real_extend(self, token_id, hold=hold)
+
+    monkeypatch.setattr(type(ledger), "extend", slow_extend)
+    ran = []
+    returned = asyncio.Event()
+
+    async def handler(claims, form):
+        await beating.wait()  # a long handler: it ends while a beat is under way
+        ran.append(claims.token_id)
+        returned.set()
+
+    registry = ActionRegistry(
+        issuer, ledger=ledger, journal=sqlite_store.links, base_url=BASE, clock=clock
+    )
+    registry.declare(Action(name="invite", ttl=timedelta(days=1), handler=handler))
+    link = await registry.mint("invite", subject="someone")
+    task = asyncio.get_running_loop().create_task(registry.redeem(link.token))
+    await returned.wait()
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+    await registry.settled()
+    with pytest.raises(TokenAlreadyUsedError):
+        await registry.redeem(link.token)  # the same link, clicked again
+    assert len(ran) == 1
+    status = await sqlite_store.links.status(link.claims.token_id)
+    assert status.state == "used"
+
+
+async def test_a_used_link_clicked_again_by_a_cancelled_request_logs_no_failure(
+    sqlite_store, issuer, clock, caplog
+):
+    registry = ActionRegistry(
+        issuer,
+        ledger=sqlite_store.ledger,
+        journal=sqlite_store.links,
+        base_url=BASE,
+        clock=clock,
+    )
+    link = await registry.mint("email-confirm", subject="someone")
+    await registry.redeem(link.token)
+    caplog.set_level(logging.INFO)
+    for turns in range(6):
+        await cancelled_after(turns, registry.redeem, link.token, by="asyncio")
+        await registry.settled()
+    assert [r for r in caplog.records if r.levelno >= logging.WARNING] == []
+
+
+def test_a_service_closes_while_another_loop_writes(tmp_path):
+    """A service belongs to the loop that opened it; another thread's loop that
+    uses it anyway does not break its close (the close awaited that loop's
+    tasks and raised), and hears a typed error once the store is closed."""
+    settings = Settings.from_env({"ACTIONLINKS_HOME": str(tmp_path)})
+    initialize(settings, clock=SystemClock())
+    service = Service(settings, clock=SystemClock(), deliver=False)
+    minted, locked, revoking, closed = (threading.Event() for _ in range(4))
+    outcome: dict[str, object] = {}
+
+    async def other_loop() -> None:
+        link = await service.registry.mint("email-confirm", subject="someone")
+        minted.set()
+        await asyncio.to_thread(locked.wait, 10)
+        task = asyncio.get_running_loop().create_task(
+            service.registry.revoke(link.claims.token_id)
+        )
+        await asyncio.sleep(0.05)  # the revocation waits for the write lock
+        revoking.set()
+        try:
+            await task
+            outcome["revoke"] = "done"
+        except ActionLinksError as exc:
+            outcome["revoke"] = type(exc).__name__
+        closed.wait(10)
+
+    async def main() -> None:
+        async with service:
+            thread = threading.Thread(target=asyncio.run, args=(other_loop(),))
+            thread.start()
+            await asyncio.to_thread(minted.wait, 10)
+            other_process_writes(next(tmp_path.rglob("*.db")), 0.5)
+            locked.set()
+            await asyncio.to_thread(revoking.wait, 10)
+            try:
+                await service.aclose()
+            finally:
+                closed.set()
+            await asyncio.get_running_loop().run_in_executor(None, thread.join, 10)
+            await service.open()  # for the async with's own close
+
+    asyncio.run(main())
+    assert outcome["revoke"] in {"done", "ServiceClosedError"}
+
+
+@pytest.mark.parametrize("by", ["asyncio", "anyio"])
+@pytest.mark.parametrize("action", ["invite", "magic-signin"])
+async def test_a_renewal_is_final_and_delivered_or_can_be_asked_again(
+    sqlite_store, issuer, clock, by, action
+):
+    delivered = []
+
+    async def renew(link):
+        await asyncio.sleep(0)
+        delivered.append(link.replaces)
+
+    registry = ActionRegistry(
+        issuer,
+        ledger=sqlite_store.ledger,
+        journal=sqlite_store.links,
+        base_url=BASE,
+        clock=clock,
+    )
+    registry.declare(
+        Action(
+            name=action,
+            ttl=timedelta(minutes=15),
+            renew=renew,
+            revokes_previous=action == "magic-signin",
+        )
+    )
+    for turns in range(40):
+        link = await registry.mint(action, subject=f"u{turns}")
+        clock.advance(timedelta(hours=1))
+        expired = expired_of(link)
+        await cancelled_after(turns, registry.renew, expired, by=by)
+        await registry.settled()
+        marker = await sqlite_store.ledger.lookup(f"renew:{link.claims.token_id}")
+        if marker is None:
+            assert await registry.is_renewable(expired), turns
+        else:
+            assert marker.state == "used", turns
+            assert link.claims.token_id in delivered, turns

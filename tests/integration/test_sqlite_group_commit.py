@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import threading
+import time
 from datetime import timedelta
 
 import pytest
@@ -184,3 +185,26 @@ def test_a_loop_that_ended_with_a_write_pending_leaves_the_next_loop_alone(
     assert asyncio.run(write()) == 1
     assert "next" in asyncio.run(subjects(store))
     asyncio.run(store.aclose())
+
+
+async def test_a_group_behind_a_lock_that_stays_busy_fails_after_one_timeout(
+    tmp_path, store
+):
+    """Not one busy timeout per statement, all under the process's write lock
+    (256 writes at 15 s: over an hour)."""
+    busy = 0.2  # stands for the thread connection's 15 s
+    store.database._writer.execute(f"PRAGMA busy_timeout = {int(busy * 1000)}")
+    other = sqlite3.connect(tmp_path / "store.db", isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")  # an operator's sqlite3 shell, say
+    try:
+        started = time.monotonic()
+        results = await asyncio.gather(
+            *(store.database.execute(INSERT, (f"s{n}",)) for n in range(20)),
+            return_exceptions=True,
+        )
+        took = time.monotonic() - started
+    finally:
+        other.execute("ROLLBACK")
+        other.close()
+    assert all(isinstance(r, LedgerUnavailableError) for r in results), results
+    assert took < 4 * busy

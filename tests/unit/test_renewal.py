@@ -7,6 +7,7 @@ from datetime import timedelta
 
 import pytest
 from starlette.testclient import TestClient
+from support import expired_of
 
 from actionlinks.actions import Action
 from actionlinks.errors import NotRenewableError, TokenExpiredError, TokenRevokedError
@@ -137,17 +138,6 @@ def test_renewal_ends_with_the_window(client, service, clock):
     link = mint(client, service)
     clock.advance(RENEWAL_WINDOW + timedelta(minutes=20))
     assert offer(client, link) is None
-
-
-def expired_of(link):
-    return ExpiredLink(
-        action=link.claims.action,
-        subject=link.claims.subject,
-        token_id=link.claims.token_id,
-        issued_at=link.claims.issued_at,
-        expired_at=link.claims.expires_at,
-        data=link.claims.data,
-    )
 
 
 @pytest.mark.parametrize("action", ["invite", "magic-signin"])
