@@ -232,7 +232,10 @@ async def test_a_shutdown_deadline_does_not_split_a_settled_use(tmp_path, deadli
     redeeming = asyncio.get_running_loop().create_task(
         service.registry.redeem(link.token)
     )
-    await asyncio.sleep(0.05)  # its consume waits in the worker thread
+    for _ in range(1000):  # until its consume waits in the worker thread
+        if service.store.database._tasks:
+            break
+        await asyncio.sleep(0.001)
     redeeming.cancel()  # the request timed out
     with contextlib.suppress(asyncio.CancelledError):
         await redeeming
