@@ -20,6 +20,9 @@ already handled (the handler does not run again), 409 ``in_progress`` (with
 ``Retry-After``) while another request handles the same message, else your
 handler's response (204 when it returns ``None``). A message whose handler
 raised or answered non-2xx is forgotten, so the sender's retry is handled.
+A request cancelled once its handler ran still records the message as handled
+(the bookkeeping runs to its end in a task of its own, see
+:mod:`actionlinks.settle`), so a retry never runs the handler again.
 """
 
 from __future__ import annotations
@@ -28,12 +31,12 @@ import logging
 from datetime import timedelta
 from typing import TYPE_CHECKING
 
-import anyio
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 
 from actionlinks.beats import while_beating
 from actionlinks.errors import WebhookVerificationError
+from actionlinks.settle import Settler
 from actionlinks.webhooks.receiving import IN_PROGRESS, Claim, MemoryReplayGuard
 
 if TYPE_CHECKING:
@@ -83,6 +86,7 @@ class WebhookReceiver:
         self._replays: ReplayGuard = replays or MemoryReplayGuard()
         self._max_body = max_body
         self._remember_for = remember_for
+        self._settler = Settler()
 
     def __repr__(self) -> str:
         """Name the verifier."""
@@ -109,7 +113,11 @@ class WebhookReceiver:
             webhook.timestamp + 2 * self._verifier.tolerance + timedelta(minutes=1),
             webhook.timestamp + self._remember_for,
         )
-        claim = await self._replays.claim(webhook.message_id, until=until)
+        message_id = webhook.message_id
+        claim = await self._settler.run(
+            self._replays.claim(message_id, until=until),
+            abandoned=lambda taken: self._settled(message_id, taken, handled=False),
+        )
         if claim == IN_PROGRESS:  # not a success: the sender must try again
             return JSONResponse(
                 {"error": "in_progress"}, status_code=409, headers={"Retry-After": "5"}
@@ -122,12 +130,17 @@ class WebhookReceiver:
             response = await self._while_holding(webhook, request, claim)
             handled = 200 <= response.status_code < 300
         finally:
-            with anyio.CancelScope(shield=True):
-                if handled:
-                    await self._replays.done(webhook.message_id, claim)
-                else:
-                    await self._replays.forget(webhook.message_id, claim)
+            await self._settler.run(self._settled(message_id, claim, handled=handled))
         return response
+
+    async def _settled(self, message_id: str, claim: object, *, handled: bool) -> None:
+        """Record a claimed message as handled, or forget it for a retry."""
+        if not isinstance(claim, Claim):
+            return
+        if handled:
+            await self._replays.done(message_id, claim)
+        else:
+            await self._replays.forget(message_id, claim)
 
     async def _while_holding(
         self, webhook: ReceivedWebhook, request: Request, claim: Claim

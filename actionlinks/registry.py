@@ -547,6 +547,8 @@ class ActionRegistry:
         while True:
             try:
                 await self._ledger.confirm(token_id, holder=holder)
+            except ServiceClosedError:
+                raise  # closed under it: no use in trying again
             except LedgerUnavailableError as exc:
                 if anyio.current_time() + pause < give_up:  # ride out the stall
                     await anyio.sleep(pause)

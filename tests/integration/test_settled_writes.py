@@ -23,14 +23,29 @@ import pytest
 from pgserver import fresh_database
 from support import expired_of
 
+from actionlinks import receiver as receiver_module
 from actionlinks import registry as registry_module
+from actionlinks import settle as settle_module
 from actionlinks.actions import Action
 from actionlinks.clock import SystemClock
-from actionlinks.errors import ActionLinksError, TokenAlreadyUsedError
+from actionlinks.errors import (
+    ActionLinksError,
+    LedgerUnavailableError,
+    ServiceClosedError,
+    TokenAlreadyUsedError,
+)
 from actionlinks.home import initialize
+from actionlinks.receiver import WebhookReceiver
 from actionlinks.registry import ActionRegistry
 from actionlinks.service import Service
 from actionlinks.settings import Settings
+from actionlinks.webhooks import (
+    LedgerReplayGuard,
+    WebhookVerifier,
+    generate_secret,
+    secret_bytes,
+    signature_headers,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -399,3 +414,136 @@ async def test_a_renewal_is_final_and_delivered_or_can_be_asked_again(
         else:
             assert marker.state == "used", turns
             assert link.claims.token_id in delivered, turns
+
+
+async def test_a_confirmation_stops_trying_once_the_store_is_closed(
+    sqlite_store, issuer, clock, monkeypatch
+):
+    """A held use's confirmation rides out a stalled store, but not a closed
+    one: the close gave up waiting and the caller hears it (it kept trying
+    against the closed store until the hold's end, minutes after the close)."""
+    monkeypatch.setattr(settle_module, "CLOSE_WAIT", 0.5)
+    monkeypatch.setattr(registry_module, "HOLD_FOR", timedelta(minutes=2))
+    ledger = sqlite_store.ledger
+    real_confirm = type(ledger).confirm
+    closed = False
+
+    async def stalled_confirm(self, token_id, *, holder):
+        if not closed:  # the database is unreachable for now
+            raise LedgerUnavailableError("the database failed: stalled")
+        return await real_confirm(self, token_id, holder=holder)
+
+    monkeypatch.setattr(type(ledger), "confirm", stalled_confirm)
+    ran = asyncio.Event()
+
+    async def handler(claims, form):
+        ran.set()
+
+    registry = ActionRegistry(
+        issuer, ledger=ledger, journal=sqlite_store.links, base_url=BASE, clock=clock
+    )
+    registry.declare(Action(name="invite", ttl=timedelta(days=1), handler=handler))
+    link = await registry.mint("invite", subject="someone")
+    redeeming = asyncio.get_running_loop().create_task(registry.redeem(link.token))
+    await ran.wait()
+    await registry.settled()  # the close: waits CLOSE_WAIT, then gives up
+    await sqlite_store.aclose()
+    closed = True
+    with anyio.move_on_after(30):  # a hang guard, far beyond a retry's pause
+        with pytest.raises(ServiceClosedError):
+            await redeeming
+    assert redeeming.done()
+    await registry.settled()
+    assert registry._settler._tasks == set()
+
+
+def webhook_scope(body: bytes, headers: dict[str, str]) -> dict:
+    return {
+        "type": "http",
+        "method": "POST",
+        "path": "/hooks",
+        "headers": [
+            (k.lower().encode("latin-1"), v.encode("latin-1"))
+            for k, v in {**headers, "content-length": str(len(body))}.items()
+        ],
+        "query_string": b"",
+        "http_version": "1.1",
+        "scheme": "http",
+        "server": ("t", 80),
+        "client": ("c", 1),
+        "root_path": "",
+    }
+
+
+async def post_webhook(app, body: bytes, headers: dict[str, str]) -> int | None:
+    """One POST through the ASGI app; its status (None if it never answered)."""
+    sent = []
+    delivered = False
+
+    async def receive():
+        nonlocal delivered
+        if not delivered:
+            delivered = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        await asyncio.Event().wait()  # the client stays connected
+        return {"type": "http.disconnect"}  # pragma: no cover
+
+    async def send(message):
+        sent.append(message)
+
+    await app(webhook_scope(body, headers), receive, send)
+    starts = [m for m in sent if m["type"] == "http.response.start"]
+    return starts[0]["status"] if starts else None
+
+
+async def test_a_handled_webhook_is_not_handled_again_after_a_late_cancellation(
+    sqlite_store, clock, monkeypatch
+):
+    """asyncio cancels the request after the handler returned, while the claim's
+    last heartbeat finishes: the message is recorded as handled (the claim was
+    left held, and once it lapsed the sender's retry ran the handler again)."""
+    monkeypatch.setattr(receiver_module, "KEEP_EVERY", timedelta(seconds=0.05))
+    secret = generate_secret()
+    body = b'{"type":"invoice.paid","data":{"id":7}}'
+    beating = asyncio.Event()
+
+    class SlowKeep(LedgerReplayGuard):
+        async def keep(self, message_id, claim):  # a store answering slowly
+            beating.set()
+            await asyncio.sleep(0.2)
+            await super().keep(message_id, claim)
+
+    handled = []
+    returned = asyncio.Event()
+
+    async def handle(webhook, request):
+        await beating.wait()  # it ends while a heartbeat is under way
+        handled.append(webhook.message_id)
+        returned.set()
+
+    app = WebhookReceiver(
+        WebhookVerifier(secrets=secret, clock=clock),
+        handle,
+        replays=SlowKeep(sqlite_store.ledger, clock=clock),
+    )
+
+    def headers():
+        return signature_headers(
+            secret_bytes(secret),
+            message_id="msg_1",
+            timestamp=int(clock.now().timestamp()),
+            body=body,
+        )
+
+    task = asyncio.get_running_loop().create_task(post_webhook(app, body, headers()))
+    await returned.wait()
+    task.cancel()  # uvicorn's graceful-shutdown timeout, or asyncio.timeout
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+    await app._settler.wait()
+    entry = await sqlite_store.ledger.lookup("webhook:msg_1")
+    assert entry is not None
+    assert entry.state == "used"
+    clock.advance(timedelta(minutes=6))  # any hold would have lapsed
+    assert await post_webhook(app, body, headers()) == 200  # a duplicate
+    assert handled == ["msg_1"]
