@@ -408,18 +408,18 @@ class ActionRegistry:
                 form or {},
             )
         except BaseException as exc:
-            released = await self._undo(claims, use)
-            if isinstance(exc, Exception):
+            if isinstance(exc, Exception):  # logged first: a cancel may come next
                 _log.warning(
-                    "dispatch of %s failed for link %s; use %s: %s",
+                    "dispatch of %s failed for link %s; releasing the use: %s",
                     declared.name,
                     claims.token_id,
-                    "released" if released else "NOT released",
                     exc,
                     # The app's own handler failed: its traceback helps. A webhook
                     # failure says all there is in its message.
                     exc_info=None if isinstance(exc, WebhookError) else exc,
                 )
+            released = await self._undo(claims, use)  # a failure is logged there
+            if isinstance(exc, Exception):
                 raise HandlerError(
                     f"the {declared.name} handler failed", released=released
                 ) from exc

@@ -547,3 +547,38 @@ async def test_a_handled_webhook_is_not_handled_again_after_a_late_cancellation(
     clock.advance(timedelta(minutes=6))  # any hold would have lapsed
     assert await post_webhook(app, body, headers()) == 200  # a duplicate
     assert handled == ["msg_1"]
+
+
+async def test_a_failed_handler_is_logged_though_its_request_is_cancelled_meanwhile(
+    sqlite_store, issuer, clock, monkeypatch, caplog
+):
+    """asyncio cancels the request while the failed handler's use is released:
+    the failure is in the log all the same (it was logged after the release)."""
+    ledger = sqlite_store.ledger
+    real_release = type(ledger).release
+    releasing = asyncio.Event()
+
+    async def slow_release(self, token_id, *, holder):
+        releasing.set()
+        await asyncio.sleep(0.1)
+        return await real_release(self, token_id, holder=holder)
+
+    monkeypatch.setattr(type(ledger), "release", slow_release)
+
+    async def handler(claims, form):
+        raise ValueError("the app's own bug")
+
+    registry = ActionRegistry(
+        issuer, ledger=ledger, journal=sqlite_store.links, base_url=BASE, clock=clock
+    )
+    registry.declare(Action(name="invite", ttl=timedelta(days=1), handler=handler))
+    link = await registry.mint("invite", subject="someone")
+    caplog.set_level(logging.WARNING)
+    task = asyncio.get_running_loop().create_task(registry.redeem(link.token))
+    await releasing.wait()
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+    await registry.settled()
+    assert any("the app's own bug" in r.getMessage() for r in caplog.records)
+    assert await ledger.lookup(link.claims.token_id) is None  # released
