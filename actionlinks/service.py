@@ -281,7 +281,8 @@ class Service:
             ):
                 raise ConfigurationError(
                     f"[actions.{action.name}] handler_url is not a public address; "
-                    "set ACTIONLINKS_WEBHOOK_ALLOW_PRIVATE=1 to allow it"
+                    "allow it with webhook_allow_private = true in actionlinks.toml "
+                    "(above any [actions] table) or ACTIONLINKS_WEBHOOK_ALLOW_PRIVATE=1"
                 )
             if does is None:
                 idle.append(action.name)

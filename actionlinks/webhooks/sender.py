@@ -145,8 +145,8 @@ def failure_of(exc: httpx.HTTPError) -> str:
     """What went wrong without an answer, for people (no URL, no query)."""
     if is_refused_destination(exc):
         return (
-            "is not a public address; set ACTIONLINKS_WEBHOOK_ALLOW_PRIVATE=1 to "
-            "allow it"
+            "is not a public address; allow it with webhook_allow_private = true "
+            "in actionlinks.toml or ACTIONLINKS_WEBHOOK_ALLOW_PRIVATE=1"
         )
     if isinstance(exc, httpx.ConnectTimeout):
         return "did not accept a connection in time"

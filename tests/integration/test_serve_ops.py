@@ -149,7 +149,7 @@ def test_serve_warns_about_actions_that_do_nothing(tmp_path):
                 '[actions.invite]\nhandler_url = "http://localhost:9/h"\n'
                 f'handler_secret = "{generate_secret()}"\n'
             ),
-            "ACTIONLINKS_WEBHOOK_ALLOW_PRIVATE",
+            "webhook_allow_private = true in actionlinks.toml",
         ),
     ],
 )
