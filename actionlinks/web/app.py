@@ -181,6 +181,16 @@ _PAGE_HEADERS = [
 ]
 
 
+_REFUSED = "This form could not be accepted. Please open the link again and retry."
+_REFUSAL_MESSAGES = {
+    # Opening the expired link again offers nothing: one renewal per link.
+    "not_renewable": (
+        "A new link was sent already, or this one may not be renewed: look for "
+        "the newest link in your inbox."
+    ),
+}
+
+
 class PageResponse(HTMLResponse):
     """An HTML page with :data:`TOKEN_PAGE_HEADERS`, their bytes made once."""
 
@@ -321,8 +331,7 @@ class LinkSite:
             exc.status,
             {
                 "title": "Invalid request",
-                "message": "This form could not be accepted. Please open the link "
-                "again and retry.",
+                "message": _REFUSAL_MESSAGES.get(exc.code, _REFUSED),
                 "renew_url": None,
                 "renewal": None,
             },

@@ -78,6 +78,11 @@ def test_an_unused_expired_link_is_renewed_once(client, service, clock, delivere
     assert client.post("/renew", data={"renewal": renewal}).status_code == 200
     assert [d.claims.subject for d in delivered] == ["a@example.test"]
     assert offer(client, link) is None
+    again = client.post("/renew", data={"renewal": renewal})  # the form re-sent
+    assert again.status_code == 409
+    assert "A new link was sent already" in again.text
+    assert "open the link again" not in again.text  # it would offer nothing
+    assert len(delivered) == 1
 
 
 def test_a_used_link_is_never_renewed(client, service, clock, delivered):
