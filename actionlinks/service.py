@@ -410,12 +410,23 @@ class Service:
             transport=transport, follow_redirects=False, trust_env=False
         )
 
-    def _client(self) -> httpx.AsyncClient:
-        if self._http is None:
+    def require_open(self) -> None:
+        """Raise unless the service is open.
+
+        Raises:
+            ServiceClosedError: it is not (an app mounted without the lifespan
+                that opens it answers 503 and logs this).
+        """
+        if not self.is_open:
             raise ServiceClosedError(
                 "the service is not open: open it first (async with service, "
                 "e.g. in your app's lifespan)"
             )
+
+    def _client(self) -> httpx.AsyncClient:
+        if self._http is None:
+            self.require_open()
+            raise ServiceClosedError("the service is closing")
         return self._http
 
     async def _close_store(self) -> None:

@@ -341,6 +341,7 @@ class LinkSite:
 
     async def show(self, request: Request) -> Response:
         """GET and HEAD: verify and render the confirmation page; never consume."""
+        self.service.require_open()  # the same 503 for every link while closed
         token = request.path_params["token"]
         claims = await self.service.registry.check(token, view=request.method == "GET")
         if request.method == "GET":
@@ -395,6 +396,7 @@ class LinkSite:
 
     async def confirm(self, request: Request) -> Response:
         """POST: verify the link, admit the form, consume atomically, dispatch."""
+        self.service.require_open()
         token = request.path_params["token"]
         registry = self.service.registry
         admission = FormAdmission(
@@ -494,6 +496,7 @@ class LinkSite:
 
     async def renew(self, request: Request) -> Response:
         """POST /renew: mint and deliver a new link in place of an expired one."""
+        self.service.require_open()
         form = await read_form(request)
         expired = self._read_offer(form.get("renewal", ""))
         try:

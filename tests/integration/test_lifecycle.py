@@ -162,7 +162,13 @@ def test_mounted_app_without_the_lifespan_answers_503_and_says_why(settings, cap
             service.registry.get("invite").purpose, subject="u"
         ).token
         response = client.get(f"/links/a/{token}")
+        # A malformed link too, every time (the first one only, when its
+        # rejection's write-behind came due, was 503; the next ones 400).
+        garbage = [client.get("/links/a/xyz").status_code for _ in range(3)]
+        posted = client.post("/links/a/xyz", data={"nonce": "n"}).status_code
     assert response.status_code == 503
+    assert garbage == [503, 503, 503]
+    assert posted == 503
     assert "async with service" in caplog.text
 
 
