@@ -448,11 +448,29 @@ async def _with_service(settings: Settings, args: argparse.Namespace) -> int:
             return await _tokens(service, args)
         if args.command == "status":
             return await _status(service, args)
-        if args.command == "migrate":
-            version = await service.store.migrate()
-            print(f"database schema is current (version {version}): {service.store!r}")
-            return 0
         return await _revoke(service, args)
+
+
+async def _migrate(settings: Settings) -> int:
+    """Create or update the schema, and say which.
+
+    The service is not opened: opening it would migrate first.
+    """
+    store = Service(settings, log_warnings=False, deliver=False).store
+    await store.connect()
+    try:
+        found = await store.schema_version()
+        version = await store.migrate()
+    finally:
+        await store.aclose()
+    if found == 0:
+        done = f"created the database schema (version {version})"
+    elif found < version:
+        done = f"updated the database schema from version {found} to {version}"
+    else:
+        done = f"the database schema is current (version {version})"
+    print(f"{done}: {store!r}")
+    return 0
 
 
 def run(argv: Sequence[str], env: Mapping[str, str]) -> int:
@@ -469,6 +487,8 @@ def run(argv: Sequence[str], env: Mapping[str, str]) -> int:
             return _serve(settings, clock, args)
         for warning in settings.warnings:
             print(f"actionlinks: warning: {warning}", file=sys.stderr)
+        if args.command == "migrate":
+            return asyncio.run(_migrate(settings))
         return asyncio.run(_with_service(settings, args))
     except TokenError as exc:
         print(f"actionlinks: rejected: {exc}", file=sys.stderr)

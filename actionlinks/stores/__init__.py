@@ -60,6 +60,10 @@ class Store(Protocol):
         """Open connections (a no-op when open)."""
         ...
 
+    async def schema_version(self) -> int:
+        """The schema version the database has (0: none yet)."""
+        ...
+
     async def migrate(self) -> int:
         """Bring the schema up to date; the schema version."""
         ...

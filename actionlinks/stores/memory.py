@@ -206,6 +206,10 @@ class MemoryStore:
     async def connect(self) -> None:
         """Nothing to connect to."""
 
+    async def schema_version(self) -> int:
+        """Always version 1: nothing is stored."""
+        return 1
+
     async def migrate(self) -> int:
         """Nothing to migrate; version 1."""
         return 1

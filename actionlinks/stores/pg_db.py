@@ -217,6 +217,14 @@ class PgDatabase:
         rows = await self.run(lambda c: c.fetch(sql, *arguments))
         return [tuple(row) for row in rows]
 
+    async def schema_version(self) -> int:
+        """The schema version the database has (0: none yet).
+
+        Raises:
+            LedgerUnavailableError: the server does not answer.
+        """
+        return await self.run(_schema_version)
+
     async def migrate(self, steps: Sequence[str]) -> int:
         """Apply the schema steps the database lacks, in one transaction.
 
@@ -231,14 +239,7 @@ class PgDatabase:
             LedgerUnavailableError: a step failed (nothing of it is kept), or
                 the database comes from a newer actionlinks.
         """
-
-        async def version(connection: Connection) -> int:
-            if await connection.fetchval("SELECT to_regclass('actionlinks_schema')"):
-                found = await connection.fetchval(
-                    "SELECT max(version) FROM actionlinks_schema"
-                )
-                return 0 if found is None else int(found)
-            return 0
+        version = _schema_version
 
         async def migrate(connection: Connection) -> None:
             # A current schema needs no lock and no DDL: a service whose role
@@ -270,3 +271,10 @@ class PgDatabase:
 
         await self.run(migrate, atomic=True)
         return len(steps)
+
+
+async def _schema_version(connection: Connection) -> int:
+    if await connection.fetchval("SELECT to_regclass('actionlinks_schema')"):
+        found = await connection.fetchval("SELECT max(version) FROM actionlinks_schema")
+        return 0 if found is None else int(found)
+    return 0

@@ -136,6 +136,10 @@ class RedisLedgerStore:
                 self._shown,
             )
 
+    async def schema_version(self) -> int:
+        """The database's schema version (Redis has none)."""
+        return await self._inner.schema_version()
+
     async def migrate(self) -> int:
         """Bring the database's schema up to date (Redis has none)."""
         return await self._inner.migrate()

@@ -197,6 +197,14 @@ class SqliteStore:
         """
         await self._database.connect()
 
+    async def schema_version(self) -> int:
+        """The schema version the database has (0: none yet).
+
+        Raises:
+            LedgerUnavailableError: the database does not answer.
+        """
+        return await self._database.schema_version()
+
     async def migrate(self) -> int:
         """Bring the schema up to date; the schema version.
 

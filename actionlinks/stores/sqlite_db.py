@@ -182,6 +182,11 @@ class SqliteDatabase:
             "(async with service, e.g. in your app's lifespan)"
         )
 
+    async def schema_version(self) -> int:
+        """The schema version the file has (0: none yet)."""
+        row = await self.fetchone("PRAGMA user_version")
+        return 0 if row is None else int(row[0])
+
     async def migrate(self, steps: Sequence[str]) -> int:
         """Apply the schema steps the file lacks, in one write transaction.
 

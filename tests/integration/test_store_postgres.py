@@ -389,3 +389,34 @@ async def test_endpoint_adds_over_two_pools_stop_at_the_bound(database_url, cloc
     finally:
         await first.aclose()
         await second.aclose()
+
+
+async def test_the_schema_version_is_none_before_migrate_and_current_after(
+    database_url, clock
+):
+    store = store_from_url(database_url, clock=clock)
+    await store.connect()
+    try:
+        assert await store.schema_version() == 0
+        assert await store.migrate() == len(SCHEMA_STEPS)
+        assert await store.schema_version() == len(SCHEMA_STEPS)
+    finally:
+        await store.aclose()
+
+
+def test_the_cli_says_it_created_the_schema_then_that_it_is_current(tmp_path, capsys):
+    from pgserver import database_for_processes
+
+    from actionlinks.cli import run
+
+    with database_for_processes() as url:
+        env = {"ACTIONLINKS_HOME": str(tmp_path), "ACTIONLINKS_DATABASE_URL": url}
+        assert run(["init"], env) == 0
+        capsys.readouterr()
+        assert run(["migrate"], env) == 0
+        created = capsys.readouterr().out
+        assert run(["migrate"], env) == 0
+        current = capsys.readouterr().out
+    assert created.startswith("created the database schema (version ")
+    assert current.startswith("the database schema is current (version ")
+    assert "postgres@" not in created  # no credentials in the repr

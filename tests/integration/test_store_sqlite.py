@@ -263,3 +263,16 @@ async def test_the_write_ahead_log_stays_small_under_concurrent_writers(
     assert rows == (24000,)
     # About 11 MB at most, however long it runs; 120 MB and growing before.
     assert (tmp_path / "store.db-wal").stat().st_size < 32 * 1024 * 1024
+
+
+async def test_the_schema_version_is_none_before_migrate_and_current_after(
+    tmp_path, clock
+):
+    store = SqliteStore(tmp_path / "fresh.db", clock=clock)
+    await store.connect()
+    try:
+        assert await store.schema_version() == 0
+        assert await store.migrate() == len(SCHEMA_STEPS)
+        assert await store.schema_version() == len(SCHEMA_STEPS)
+    finally:
+        await store.aclose()

@@ -165,11 +165,31 @@ def test_status_shows_a_links_life(home, capsys):
 
 
 def test_migrate_creates_the_schema_and_says_so(home, capsys):
-    """migrate opens the database, creating or updating its tables."""
+    """migrate opens the database, creating or updating its tables; it says
+    which (a new user's trial: an empty database was called current)."""
     code, out, _ = cli(home, capsys, "migrate")
     assert code == 0
-    assert "schema is current" in out
+    assert out.startswith("created the database schema (version ")
     assert (home / "actionlinks.db").exists()
+    code, out, _ = cli(home, capsys, "migrate")
+    assert code == 0
+    assert out.startswith("the database schema is current (version ")
+
+
+def test_migrate_says_from_which_version_it_updated(home, capsys):
+    """A file of the first schema (0.1.0 builds) is brought up to date."""
+    import sqlite3
+
+    from actionlinks.stores.sqlite import SCHEMA_STEPS
+
+    with sqlite3.connect(home / "actionlinks.db") as connection:
+        connection.executescript(SCHEMA_STEPS[0])
+        connection.execute("PRAGMA user_version = 1")
+    code, out, _ = cli(home, capsys, "migrate")
+    assert code == 0
+    assert out.startswith(
+        f"updated the database schema from version 1 to {len(SCHEMA_STEPS)}: "
+    )
 
 
 def test_keys_rotate_activate_after_schedules_the_new_signer(home, capsys):
