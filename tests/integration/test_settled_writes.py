@@ -224,6 +224,16 @@ async def test_a_subject_revocation_reaches_ledger_and_status_together(service, 
 BASE = "https://links.example.test"
 
 
+def registry_on(store, issuer, clock, *, handler=None) -> ActionRegistry:
+    """A registry over ``store``; with ``handler``, an ``invite`` action runs it."""
+    registry = ActionRegistry(
+        issuer, ledger=store.ledger, journal=store.links, base_url=BASE, clock=clock
+    )
+    if handler is not None:
+        registry.declare(Action(name="invite", ttl=timedelta(days=1), handler=handler))
+    return registry
+
+
 def other_process_writes(path, seconds: float) -> None:
     """Hold the write lock of the SQLite file at ``path`` for ``seconds``."""
     other = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
@@ -294,10 +304,7 @@ async def test_a_handler_that_ran_is_not_released_by_a_late_cancellation(
         ran.append(claims.token_id)
         returned.set()
 
-    registry = ActionRegistry(
-        issuer, ledger=ledger, journal=sqlite_store.links, base_url=BASE, clock=clock
-    )
-    registry.declare(Action(name="invite", ttl=timedelta(days=1), handler=handler))
+    registry = registry_on(sqlite_store, issuer, clock, handler=handler)
     link = await registry.mint("invite", subject="someone")
     task = asyncio.get_running_loop().create_task(registry.redeem(link.token))
     await returned.wait()
@@ -315,13 +322,7 @@ async def test_a_handler_that_ran_is_not_released_by_a_late_cancellation(
 async def test_a_used_link_clicked_again_by_a_cancelled_request_logs_no_failure(
     sqlite_store, issuer, clock, caplog
 ):
-    registry = ActionRegistry(
-        issuer,
-        ledger=sqlite_store.ledger,
-        journal=sqlite_store.links,
-        base_url=BASE,
-        clock=clock,
-    )
+    registry = registry_on(sqlite_store, issuer, clock)
     link = await registry.mint("email-confirm", subject="someone")
     await registry.redeem(link.token)
     caplog.set_level(logging.INFO)
@@ -387,13 +388,7 @@ async def test_a_renewal_is_final_and_delivered_or_can_be_asked_again(
         await asyncio.sleep(0)
         delivered.append(link.replaces)
 
-    registry = ActionRegistry(
-        issuer,
-        ledger=sqlite_store.ledger,
-        journal=sqlite_store.links,
-        base_url=BASE,
-        clock=clock,
-    )
+    registry = registry_on(sqlite_store, issuer, clock)
     registry.declare(
         Action(
             name=action,
@@ -439,10 +434,7 @@ async def test_a_confirmation_stops_trying_once_the_store_is_closed(
     async def handler(claims, form):
         ran.set()
 
-    registry = ActionRegistry(
-        issuer, ledger=ledger, journal=sqlite_store.links, base_url=BASE, clock=clock
-    )
-    registry.declare(Action(name="invite", ttl=timedelta(days=1), handler=handler))
+    registry = registry_on(sqlite_store, issuer, clock, handler=handler)
     link = await registry.mint("invite", subject="someone")
     redeeming = asyncio.get_running_loop().create_task(registry.redeem(link.token))
     await ran.wait()
@@ -568,10 +560,7 @@ async def test_a_failed_handler_is_logged_though_its_request_is_cancelled_meanwh
     async def handler(claims, form):
         raise ValueError("the app's own bug")
 
-    registry = ActionRegistry(
-        issuer, ledger=ledger, journal=sqlite_store.links, base_url=BASE, clock=clock
-    )
-    registry.declare(Action(name="invite", ttl=timedelta(days=1), handler=handler))
+    registry = registry_on(sqlite_store, issuer, clock, handler=handler)
     link = await registry.mint("invite", subject="someone")
     caplog.set_level(logging.WARNING)
     task = asyncio.get_running_loop().create_task(registry.redeem(link.token))
